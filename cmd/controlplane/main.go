@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/meshplane/meshplane/internal/app"
 )
 
 func main() {
@@ -26,9 +28,6 @@ Subcommands:
 Run "controlplane serve -h" for the flags.
 `
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 // run is main without the process: tests call it in-process. It returns the
 // exit status.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -38,18 +37,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	switch cmd {
 	case "serve":
-		cfg, err := LoadConfig(args, getenv, stderr)
+		cfg, err := app.LoadConfig(args, getenv, stderr)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 2
 		}
-		if err := serve(ctx, cfg, stderr, nil); err != nil {
+		if err := app.Serve(ctx, cfg, stderr, nil); err != nil {
 			fmt.Fprintln(stderr, "controlplane:", err)
 			return 1
 		}
 		return 0
 	case "version":
-		fmt.Fprintln(stdout, version)
+		fmt.Fprintln(stdout, app.Version)
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"io"
@@ -75,16 +75,6 @@ func TestLoadConfigErrorsNameTheField(t *testing.T) {
 				t.Fatalf("got error %v, want one naming %q", err, tc.want)
 			}
 		})
-	}
-}
-
-func TestRunUnknownCommand(t *testing.T) {
-	var stderr strings.Builder
-	if code := run(t.Context(), []string{"frobnicate"}, envFrom(nil), io.Discard, &stderr); code != 2 {
-		t.Fatalf("exit code %d, want 2", code)
-	}
-	if !strings.Contains(stderr.String(), `unknown command "frobnicate"`) {
-		t.Fatalf("stderr %q does not name the command", stderr.String())
 	}
 }
 

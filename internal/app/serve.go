@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -32,7 +32,7 @@ import (
 )
 
 // Bound is what serve actually listens on (port 0 resolved), reported to
-// in-process tests through serve's onReady callback.
+// in-process tests through Serve's onReady callback.
 type Bound struct {
 	GRPC, HTTP         string
 	OTLPGRPC, OTLPHTTP string
@@ -49,9 +49,9 @@ func newLogger(cfg Config, out io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(out, opts))
 }
 
-// serve runs the control plane until ctx ends, then shuts down gracefully.
+// Serve runs the control plane until ctx ends, then shuts down gracefully.
 // onReady, when not nil, is called once every listener is bound.
-func serve(ctx context.Context, cfg Config, logOut io.Writer, onReady func(Bound)) (err error) {
+func Serve(ctx context.Context, cfg Config, logOut io.Writer, onReady func(Bound)) (err error) {
 	logger := newLogger(cfg, logOut)
 	// cleanups run in reverse order on every return, so a partial start is
 	// undone as cleanly as a full one.
@@ -234,7 +234,7 @@ func serve(ctx context.Context, cfg Config, logOut io.Writer, onReady func(Bound
 	})
 	logger.Info("control plane listening",
 		"grpc", bound.GRPC, "http", bound.HTTP, "otlp_grpc", bound.OTLPGRPC, "otlp_http", bound.OTLPHTTP,
-		"etcd", endpoints, "version", version)
+		"etcd", endpoints, "version", Version)
 	if onReady != nil {
 		onReady(bound)
 	}
@@ -293,3 +293,7 @@ func splitHostPort(addr string) (string, uint32) {
 	_, _ = fmt.Sscan(portStr, &port)
 	return host, port
 }
+
+// Version is the control plane's version, set at build time with
+// -ldflags "-X github.com/meshplane/meshplane/internal/app.Version=...".
+var Version = "dev"
