@@ -1,0 +1,150 @@
+package xds
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/meshplane/meshplane/registry"
+)
+
+// Translate builds the node-independent resources for a registry snapshot:
+// per service port an EDS cluster and its ClusterLoadAssignment, the
+// proxyless gRPC client Listeners and RouteConfigurations, the xDS-server
+// Listeners of every instance's GRPC ports, and the Envoy outbound HTTP
+// Listener with its RouteConfiguration (plus the tracing cluster when
+// in.Tracing is set). Same input, same bytes: every slice is sorted by name
+// and no map order leaks out.
+//
+// It is pure: it reads only in and keeps nothing between calls. It returns an
+// error, and no resources, when in.Validate fails.
+func Translate(in Input) (*Resources, error) {
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	services := sortedServices(in.Services)
+	res := &Resources{}
+	serverListeners := map[string]*listenerv3.Listener{}
+	for _, svc := range services {
+		host := svc.Host()
+		for _, p := range svc.Ports {
+			cluster := ClusterName(host, p.Port)
+			res.Clusters = append(res.Clusters, edsCluster(host, p))
+			res.Endpoints = append(res.Endpoints, loadAssignment(svc, p))
+			name := ClientListenerName(host, p.Port)
+			res.Listeners = append(res.Listeners, clientListener(name))
+			res.Routes = append(res.Routes, clientRoute(name, cluster))
+		}
+		if def, ok := DefaultPort(svc); ok {
+			res.Listeners = append(res.Listeners, clientListener(host))
+			res.Routes = append(res.Routes, clientRoute(host, ClusterName(host, def.Port)))
+		}
+		for _, inst := range svc.Instances {
+			ip, ok := canonicalIP(inst.Address)
+			if !ok {
+				continue
+			}
+			for _, p := range inst.Ports {
+				if p.Protocol != registry.ProtocolGRPC {
+					continue
+				}
+				l := ServerListener(ip, p.EffectiveTargetPort())
+				serverListeners[l.Name] = l
+			}
+		}
+	}
+	for _, l := range serverListeners {
+		res.Listeners = append(res.Listeners, l)
+	}
+	res.EnvoyListeners = append(res.EnvoyListeners, outboundListener(in.Tracing))
+	res.Routes = append(res.Routes, outboundRoute(services, in.Tracing))
+	if in.Tracing != nil {
+		res.Clusters = append(res.Clusters, tracingCluster(in.Tracing))
+	}
+	res.sort()
+	return res, nil
+}
+
+// TranslateSidecar builds the resources specific to one Envoy sidecar: per
+// inbound port a Listener "inbound|<port>" on 0.0.0.0:<port> and a STATIC
+// cluster of the same name at 127.0.0.1:<app port>. Only Listeners and
+// Clusters are filled; the sidecar also gets everything Translate returns
+// except Listeners (those are for proxyless gRPC). Pure, like Translate.
+func TranslateSidecar(in Input, sc Sidecar) (*Resources, error) {
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	if err := sc.Validate(); err != nil {
+		return nil, err
+	}
+	host := ""
+	if sc.Service != "" {
+		host = registry.Service{Name: sc.Service, Namespace: sc.Namespace}.Host()
+	}
+	res := &Resources{}
+	for _, ip := range sc.InboundPorts {
+		res.EnvoyListeners = append(res.EnvoyListeners, inboundListener(ip, host, in.Tracing))
+		res.Clusters = append(res.Clusters, staticCluster(InboundName(ip.Port), "127.0.0.1", ip.AppPort, isHTTP2(ip.Protocol)))
+	}
+	res.sort()
+	return res, nil
+}
+
+// Merge returns the union of several translations (for example Translate's
+// and TranslateSidecar's output for one sidecar), each slice sorted by name.
+// The resources themselves are shared, not copied.
+func Merge(parts ...*Resources) *Resources {
+	out := &Resources{}
+	for _, p := range parts {
+		if p == nil {
+			continue
+		}
+		out.Listeners = append(out.Listeners, p.Listeners...)
+		out.EnvoyListeners = append(out.EnvoyListeners, p.EnvoyListeners...)
+		out.Routes = append(out.Routes, p.Routes...)
+		out.Clusters = append(out.Clusters, p.Clusters...)
+		out.Endpoints = append(out.Endpoints, p.Endpoints...)
+	}
+	out.sort()
+	return out
+}
+
+// sort orders every slice by resource name.
+func (r *Resources) sort() {
+	slices.SortStableFunc(r.Listeners, func(a, b *listenerv3.Listener) int { return cmp.Compare(a.GetName(), b.GetName()) })
+	slices.SortStableFunc(r.EnvoyListeners, func(a, b *listenerv3.Listener) int { return cmp.Compare(a.GetName(), b.GetName()) })
+	slices.SortStableFunc(r.Routes, func(a, b *routev3.RouteConfiguration) int { return cmp.Compare(a.GetName(), b.GetName()) })
+	slices.SortStableFunc(r.Clusters, func(a, b *clusterv3.Cluster) int { return cmp.Compare(a.GetName(), b.GetName()) })
+	slices.SortStableFunc(r.Endpoints, func(a, b *endpointv3.ClusterLoadAssignment) int {
+		return cmp.Compare(a.GetClusterName(), b.GetClusterName())
+	})
+}
+
+// sortedServices returns the services ordered by namespace, then name,
+// without touching the caller's slice.
+func sortedServices(in []registry.Service) []registry.Service {
+	out := slices.Clone(in)
+	slices.SortStableFunc(out, func(a, b registry.Service) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+	return out
+}
+
+// anyOf packs a message deterministically, so equal resources marshal to
+// equal bytes. Marshalling fails only on invalid UTF-8 in a string field;
+// every string packed here is either constant or derived from names that
+// Input.Validate has checked, so a failure is a translator bug.
+func anyOf(m proto.Message) *anypb.Any {
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
+		panic(fmt.Sprintf("xds: pack %T: %v", m, err))
+	}
+	return a
+}
