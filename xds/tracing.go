@@ -24,9 +24,11 @@ func samplingPercent(tr *Tracing, host string) float64 {
 // hcmTracing is the tracing block of an Envoy HTTP connection manager: the
 // OpenTelemetry tracer exporting over OTLP/gRPC through TracingClusterName.
 //
-// serviceName is the span resource's service.name; empty on the shared
-// outbound listener, where the environment resource detector lets each
-// sidecar name itself through OTEL_RESOURCE_ATTRIBUTES (service.name=...).
+// serviceName is the span resource's service.name. It is empty on the shared
+// outbound listener, which instead gets the environment resource detector so
+// each sidecar names itself through OTEL_RESOURCE_ATTRIBUTES
+// (service.name=name.namespace); detected attributes override the default
+// "unknown_service:envoy".
 // gRPC clients ignore HCM tracing, so only Envoy listeners carry it.
 func hcmTracing(tr *Tracing, serviceName string, percent float64) *hcmv3.HttpConnectionManager_Tracing {
 	cfg := &tracev3.OpenTelemetryConfig{
@@ -34,10 +36,12 @@ func hcmTracing(tr *Tracing, serviceName string, percent float64) *hcmv3.HttpCon
 			EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: TracingClusterName},
 		}},
 		ServiceName: serviceName,
-		ResourceDetectors: []*corev3.TypedExtensionConfig{{
+	}
+	if serviceName == "" {
+		cfg.ResourceDetectors = []*corev3.TypedExtensionConfig{{
 			Name:        envDetectorName,
 			TypedConfig: anyOf(&detectorsv3.EnvironmentResourceDetectorConfig{}),
-		}},
+		}}
 	}
 	return &hcmv3.HttpConnectionManager_Tracing{
 		Provider: &tracev3.Tracing_Http{
