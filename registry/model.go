@@ -71,6 +71,10 @@ type Instance struct {
 	Health   Health            `json:"health" yaml:"health"`
 	// TTLSeconds is the lease TTL the instance was registered with.
 	TTLSeconds int64 `json:"ttlSeconds,omitempty" yaml:"ttlSeconds,omitempty"`
+	// ModRevision is the etcd revision of the instance's last change. It is
+	// read from etcd, not stored in the value, and left out of JSON/YAML so
+	// that serialised inputs do not change when only revisions do.
+	ModRevision int64 `json:"-" yaml:"-"`
 }
 
 // Service is every instance registered under one name in one namespace.

@@ -1386,7 +1386,11 @@ func (x *WatchEvent) GetInstance() *Instance {
 type WatchResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Events []*WatchEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
-	// revision is the revision to pass as since_revision when resuming.
+	// revision is the revision to pass as since_revision when resuming. A
+	// RESET of a large registry is split over several responses (at most 1,000
+	// events each); all but the last carry revision 0, as they are not points
+	// to resume from. A response without events is a progress notification
+	// that only advances the revision.
 	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
