@@ -1,0 +1,618 @@
+package xds
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// Why not LinearCache: go-control-plane v0.14.0's LinearCache versions SotW
+// responses with a per-cache counter (prefix + N) and exposes no way to set a
+// resource's version (newCachedResource is unexported; only delta watches use
+// the content hash). Counters differ between replicas, so a gRPC client that
+// reconnects to another replica would always be pushed everything again. A
+// MuxCache also routes a request to exactly one cache, so an Envoy's wildcard
+// LDS/CDS (shared resources plus its own sidecar ones) would need a per-node
+// LinearCache holding copies of every shared cluster, marshalled once per
+// node. typeCache is LinearCache's design (one cache per type behind a
+// MuxCache, watches indexed by resource name, responses built from resources
+// marshalled once) with content-hash versions and an optional per-node layer.
+
+// entry is one resource version, marshalled once and shared read-only by
+// every response that carries it.
+type entry struct {
+	name    string
+	version string // content hash of the deterministic marshal
+	any     *anypb.Any
+	delta   *discoveryv3.Resource
+}
+
+// newEntry marshals r deterministically and versions it by content.
+func newEntry(typeURL, name string, r proto.Message) (*entry, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("xds: marshal %s %q: %w", typeURL, name, err)
+	}
+	sum := sha256.Sum256(b)
+	v := hex.EncodeToString(sum[:16])
+	a := &anypb.Any{TypeUrl: typeURL, Value: b}
+	return &entry{name: name, version: v, any: a, delta: &discoveryv3.Resource{Name: name, Version: v, Resource: a}}, nil
+}
+
+// stateVersion is the SotW version_info (and delta system_version_info) of a
+// set of resource versions: a hash of the name/version pairs, independent of
+// order and of which replica computed it.
+func stateVersion(known map[string]string) string {
+	var sum uint64
+	for name, v := range known {
+		h := fnv.New64a()
+		h.Write([]byte(name))
+		h.Write([]byte{0})
+		h.Write([]byte(v))
+		sum += h.Sum64()
+	}
+	return strconv.FormatUint(sum, 16) + "." + strconv.Itoa(len(known))
+}
+
+// cacheWatch is one open watch: one per stream and type.
+type cacheWatch struct {
+	node  string // node ID whose layer this watch sees; "" for shared only
+	sub   cachev3.Subscription
+	known map[string]string // overrides sub.ReturnedResources after a resumed SotW stream
+
+	sotwReq  *cachev3.Request
+	sotwCh   chan cachev3.Response
+	deltaReq *cachev3.DeltaRequest
+	deltaCh  chan cachev3.DeltaResponse
+}
+
+func (w *cacheWatch) returned() map[string]string {
+	if w.known != nil {
+		return w.known
+	}
+	return w.sub.ReturnedResources()
+}
+
+// typeCache holds every resource of one type URL for every stream, plus an
+// optional per-node layer (an Envoy sidecar's own listeners or clusters) and
+// an extra layer (on-demand gRPC server listeners). A node sees its layer,
+// then the shared resources, then the extra ones.
+//
+// Sends happen under mu; go-control-plane's per-stream response channels are
+// buffered for one response per type, and a watch fires at most once, so a
+// send never blocks.
+type typeCache struct {
+	typeURL   string // "" accepts any type and holds nothing
+	fullState bool   // SotW responses carry every subscribed resource (LDS, CDS)
+
+	lastChange atomic.Int64 // unix nanos of the last change applied
+
+	mu       sync.Mutex
+	shared   map[string]*entry
+	extra    map[string]*entry
+	layers   map[string]map[string]*entry
+	byName   map[string]map[*cacheWatch]struct{}
+	wildcard map[*cacheWatch]struct{}
+}
+
+var _ cachev3.Cache = (*typeCache)(nil)
+
+func newTypeCache(typeURL string) *typeCache {
+	return &typeCache{
+		typeURL:   typeURL,
+		fullState: typeURL != "" && cachev3.ResourceRequiresFullStateInSotw(typeURL),
+		shared:    map[string]*entry{},
+		extra:     map[string]*entry{},
+		layers:    map[string]map[string]*entry{},
+		byName:    map[string]map[*cacheWatch]struct{}{},
+		wildcard:  map[*cacheWatch]struct{}{},
+	}
+}
+
+// lookupLocked finds the version of name a watch for node sees.
+func (c *typeCache) lookupLocked(node, name string) *entry {
+	if node != "" {
+		if e := c.layers[node][name]; e != nil {
+			return e
+		}
+	}
+	if e := c.shared[name]; e != nil {
+		return e
+	}
+	return c.extra[name]
+}
+
+// visibleLocked calls f for every resource a watch for node sees.
+func (c *typeCache) visibleLocked(node string, f func(*entry)) {
+	layer := c.layers[node]
+	for _, e := range layer {
+		f(e)
+	}
+	for name, e := range c.shared {
+		if layer[name] == nil {
+			f(e)
+		}
+	}
+	for name, e := range c.extra {
+		if layer[name] == nil && c.shared[name] == nil {
+			f(e)
+		}
+	}
+}
+
+// set replaces the shared resources (node == "") or one node's layer with
+// desired (nil removes the layer), keeps entries whose version did not
+// change, and notifies the watches that see a change. It returns how many
+// resources were added or changed and how many were removed.
+func (c *typeCache) set(node string, desired map[string]*entry) (changed, removed int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cur := c.shared
+	if node != "" {
+		cur = c.layers[node]
+	}
+	var modified []string
+	for name, e := range desired {
+		if old := cur[name]; old == nil || old.version != e.version {
+			modified = append(modified, name)
+			changed++
+		} else {
+			desired[name] = old // keep the marshalled bytes already referenced by streams
+		}
+	}
+	for name := range cur {
+		if _, ok := desired[name]; !ok {
+			modified = append(modified, name)
+			removed++
+		}
+	}
+	if desired == nil {
+		desired = map[string]*entry{}
+	}
+	switch {
+	case node == "":
+		c.shared = desired
+	case len(desired) == 0:
+		delete(c.layers, node)
+	default:
+		c.layers[node] = desired
+	}
+	if len(modified) > 0 {
+		c.lastChange.Store(nowNanos())
+		c.notifyLocked(node, modified)
+	}
+	return changed, removed
+}
+
+// addExtra adds an on-demand resource unless one of that name exists.
+func (c *typeCache) addExtra(e *entry, limit int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.shared[e.name] != nil || c.extra[e.name] != nil {
+		return nil
+	}
+	if len(c.extra) >= limit {
+		return fmt.Errorf("xds: %d on-demand resources already, limit reached", limit)
+	}
+	c.extra[e.name] = e
+	c.notifyLocked("", []string{e.name})
+	return nil
+}
+
+// has reports whether name exists for every node (shared or extra).
+func (c *typeCache) has(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.shared[name] != nil || c.extra[name] != nil
+}
+
+// count is the number of shared and extra resources.
+func (c *typeCache) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.shared) + len(c.extra)
+}
+
+// notifyLocked answers every watch that sees one of the modified names. A
+// node layer change (node != "") concerns only that node's watches.
+func (c *typeCache) notifyLocked(node string, modified []string) {
+	var fired []*cacheWatch
+	visit := func(w *cacheWatch) {
+		if node != "" && w.node != node {
+			return
+		}
+		if c.respondLocked(w, false) {
+			fired = append(fired, w)
+		}
+	}
+	seen := map[*cacheWatch]bool{}
+	for _, name := range modified {
+		for w := range c.byName[name] {
+			if !seen[w] {
+				seen[w] = true
+				visit(w)
+			}
+		}
+	}
+	for w := range c.wildcard {
+		visit(w)
+	}
+	for _, w := range fired {
+		c.removeLocked(w)
+	}
+}
+
+// CreateWatch implements cachev3.ConfigWatcher for SotW streams.
+func (c *typeCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch chan cachev3.Response) (func(), error) {
+	if c.typeURL != "" && req.GetTypeUrl() != c.typeURL {
+		return nil, fmt.Errorf("xds: request type %s does not match cache type %s", req.GetTypeUrl(), c.typeURL)
+	}
+	w := &cacheWatch{node: watchNode(req.GetNode()), sub: sub, sotwReq: req, sotwCh: ch}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// The first request of a stream may resume state held from another
+	// replica: versions are content hashes, so if the client's version_info is
+	// the version of what it subscribes to now, it already has all of it.
+	first := req.GetResponseNonce() == ""
+	if first && len(sub.ReturnedResources()) == 0 && req.GetVersionInfo() != "" {
+		if cur := c.currentLocked(w); stateVersion(cur) == req.GetVersionInfo() {
+			w.known = cur
+			first = false
+		}
+	}
+	// Only the first request is answered even when nothing is new: a NACK
+	// (or an ACK) is answered only when content changes, which is the NACK
+	// guard — the stream's returned versions already hold the rejected ones.
+	if c.respondLocked(w, first) {
+		return func() {}, nil
+	}
+	return c.trackLocked(w), nil
+}
+
+// CreateDeltaWatch implements cachev3.ConfigWatcher for delta streams.
+func (c *typeCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, ch chan cachev3.DeltaResponse) (func(), error) {
+	if c.typeURL != "" && req.GetTypeUrl() != c.typeURL {
+		return nil, fmt.Errorf("xds: request type %s does not match cache type %s", req.GetTypeUrl(), c.typeURL)
+	}
+	w := &cacheWatch{node: watchNode(req.GetNode()), sub: sub, deltaReq: req, deltaCh: ch}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// A wildcard subscriber expects an answer to its first request even when
+	// empty, to finish initialising.
+	if c.respondLocked(w, sub.IsWildcard() && req.GetResponseNonce() == "") {
+		return func() {}, nil
+	}
+	return c.trackLocked(w), nil
+}
+
+// Fetch is not supported: Meshplane serves only streams.
+func (c *typeCache) Fetch(context.Context, *cachev3.Request) (cachev3.Response, error) {
+	return nil, errors.New("xds: fetch is not supported")
+}
+
+// currentLocked is the name → version map of what the watch subscribes to.
+func (c *typeCache) currentLocked(w *cacheWatch) map[string]string {
+	cur := map[string]string{}
+	if w.sub.IsWildcard() {
+		c.visibleLocked(w.node, func(e *entry) { cur[e.name] = e.version })
+		return cur
+	}
+	for name := range w.sub.SubscribedResources() {
+		if e := c.lookupLocked(w.node, name); e != nil {
+			cur[name] = e.version
+		}
+	}
+	return cur
+}
+
+// respondLocked sends the watch a response if it sees a change (or always
+// when replyEmpty) and reports whether it did.
+func (c *typeCache) respondLocked(w *cacheWatch, replyEmpty bool) bool {
+	known := w.returned()
+	var changed []*entry
+	var removed []string
+	consider := func(name string, e *entry) {
+		if v, ok := known[name]; !ok || v != e.version {
+			changed = append(changed, e)
+		}
+	}
+	if w.sub.IsWildcard() {
+		c.visibleLocked(w.node, func(e *entry) { consider(e.name, e) })
+		for name := range known {
+			if c.lookupLocked(w.node, name) == nil {
+				removed = append(removed, name)
+			}
+		}
+	} else {
+		subscribed := w.sub.SubscribedResources()
+		for name := range subscribed {
+			if e := c.lookupLocked(w.node, name); e != nil {
+				consider(name, e)
+			} else if _, ok := known[name]; ok {
+				removed = append(removed, name)
+			}
+		}
+		for name := range known {
+			if _, ok := subscribed[name]; !ok {
+				removed = append(removed, name)
+			}
+		}
+	}
+	if w.deltaCh != nil {
+		return c.respondDeltaLocked(w, known, changed, removed, replyEmpty)
+	}
+	return c.respondSotwLocked(w, known, changed, removed, replyEmpty)
+}
+
+func (c *typeCache) respondSotwLocked(w *cacheWatch, known map[string]string, changed []*entry, removed []string, replyEmpty bool) bool {
+	if !replyEmpty && len(changed) == 0 && (len(removed) == 0 || !c.fullState) {
+		// SotW cannot express a deletion of a non-full-state resource; the
+		// client learns of it when it stops asking.
+		return false
+	}
+	var anys []*anypb.Any
+	var next map[string]string
+	if c.fullState {
+		// LDS and CDS: every subscribed resource, changed or not.
+		next = c.currentLocked(w)
+		anys = make([]*anypb.Any, 0, len(next))
+		for name := range next {
+			anys = append(anys, c.lookupLocked(w.node, name).any)
+		}
+	} else {
+		next = maps.Clone(known)
+		if next == nil {
+			next = map[string]string{}
+		}
+		for _, name := range removed {
+			delete(next, name)
+		}
+		anys = make([]*anypb.Any, 0, len(changed))
+		for _, e := range changed {
+			anys = append(anys, e.any)
+			next[e.name] = e.version
+		}
+	}
+	out := &discoveryv3.DiscoveryResponse{
+		VersionInfo: stateVersion(next),
+		Resources:   anys,
+		TypeUrl:     w.sotwReq.GetTypeUrl(),
+	}
+	w.sotwCh <- &sotwResponse{req: w.sotwReq, out: out, returned: next}
+	return true
+}
+
+func (c *typeCache) respondDeltaLocked(w *cacheWatch, known map[string]string, changed []*entry, removed []string, replyEmpty bool) bool {
+	if !replyEmpty && len(changed) == 0 && len(removed) == 0 {
+		return false
+	}
+	next := maps.Clone(known)
+	if next == nil {
+		next = map[string]string{}
+	}
+	res := make([]*discoveryv3.Resource, 0, len(changed))
+	for _, e := range changed {
+		res = append(res, e.delta)
+		next[e.name] = e.version
+	}
+	for _, name := range removed {
+		delete(next, name)
+	}
+	out := &discoveryv3.DeltaDiscoveryResponse{
+		SystemVersionInfo: stateVersion(next),
+		Resources:         res,
+		RemovedResources:  removed,
+		TypeUrl:           w.deltaReq.GetTypeUrl(),
+	}
+	w.deltaCh <- &deltaResponse{req: w.deltaReq, out: out, returned: next}
+	return true
+}
+
+func (c *typeCache) trackLocked(w *cacheWatch) func() {
+	if w.sub.IsWildcard() {
+		c.wildcard[w] = struct{}{}
+	} else {
+		for name := range w.sub.SubscribedResources() {
+			ws := c.byName[name]
+			if ws == nil {
+				ws = map[*cacheWatch]struct{}{}
+				c.byName[name] = ws
+			}
+			ws[w] = struct{}{}
+		}
+	}
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.removeLocked(w)
+	}
+}
+
+func (c *typeCache) removeLocked(w *cacheWatch) {
+	if w.sub.IsWildcard() {
+		delete(c.wildcard, w)
+		return
+	}
+	for name := range w.sub.SubscribedResources() {
+		if ws := c.byName[name]; ws != nil {
+			delete(ws, w)
+			if len(ws) == 0 {
+				delete(c.byName, name)
+			}
+		}
+	}
+}
+
+// numWatches is the number of open watches (for tests).
+func (c *typeCache) numWatches() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := len(c.wildcard)
+	seen := map[*cacheWatch]bool{}
+	for _, ws := range c.byName {
+		for w := range ws {
+			seen[w] = true
+		}
+	}
+	return n + len(seen)
+}
+
+// sotwResponse is a SotW response whose resources are shared entries.
+type sotwResponse struct {
+	req      *cachev3.Request
+	out      *discoveryv3.DiscoveryResponse
+	returned map[string]string
+}
+
+var _ cachev3.Response = (*sotwResponse)(nil)
+
+func (r *sotwResponse) GetDiscoveryResponse() (*discoveryv3.DiscoveryResponse, error) {
+	return r.out, nil
+}
+func (r *sotwResponse) GetRequest() *discoveryv3.DiscoveryRequest { return r.req }
+func (r *sotwResponse) GetVersion() (string, error)               { return r.out.GetVersionInfo(), nil }
+func (r *sotwResponse) GetResponseVersion() string                { return r.out.GetVersionInfo() }
+func (r *sotwResponse) GetReturnedResources() map[string]string   { return r.returned }
+func (r *sotwResponse) GetContext() context.Context               { return context.Background() }
+
+// deltaResponse is a delta response whose resources are shared entries.
+type deltaResponse struct {
+	req      *cachev3.DeltaRequest
+	out      *discoveryv3.DeltaDiscoveryResponse
+	returned map[string]string
+}
+
+var _ cachev3.DeltaResponse = (*deltaResponse)(nil)
+
+func (r *deltaResponse) GetDeltaDiscoveryResponse() (*discoveryv3.DeltaDiscoveryResponse, error) {
+	return r.out, nil
+}
+func (r *deltaResponse) GetDeltaRequest() *discoveryv3.DeltaDiscoveryRequest { return r.req }
+func (r *deltaResponse) GetSystemVersion() (string, error) {
+	return r.out.GetSystemVersionInfo(), nil
+}
+func (r *deltaResponse) GetResponseVersion() string              { return r.out.GetSystemVersionInfo() }
+func (r *deltaResponse) GetNextVersionMap() map[string]string    { return r.returned }
+func (r *deltaResponse) GetReturnedResources() map[string]string { return r.returned }
+func (r *deltaResponse) GetContext() context.Context             { return context.Background() }
+
+// Cache keys of the MuxCache. Envoy and gRPC nodes get different LDS caches:
+// Envoy must never see an api_listener, gRPC clients never need the Envoy
+// listeners. Every other type is one cache for both kinds.
+const (
+	muxListenersGRPC  = "lds/grpc"
+	muxListenersEnvoy = "lds/envoy"
+	muxRoutes         = "rds"
+	muxClusters       = "cds"
+	muxEndpoints      = "eds"
+	muxOther          = "other"
+)
+
+// caches is the set of type caches behind the MuxCache.
+type caches struct {
+	listenersGRPC  *typeCache
+	listenersEnvoy *typeCache
+	routes         *typeCache
+	clusters       *typeCache
+	endpoints      *typeCache
+	other          *typeCache
+	mux            *cachev3.MuxCache
+}
+
+func newCaches() *caches {
+	c := &caches{
+		listenersGRPC:  newTypeCache(resourcev3.ListenerType),
+		listenersEnvoy: newTypeCache(resourcev3.ListenerType),
+		routes:         newTypeCache(resourcev3.RouteType),
+		clusters:       newTypeCache(resourcev3.ClusterType),
+		endpoints:      newTypeCache(resourcev3.EndpointType),
+		other:          newTypeCache(""),
+	}
+	c.mux = &cachev3.MuxCache{
+		Classify: func(r *cachev3.Request) string { return classify(r.GetTypeUrl(), r.GetNode()) },
+		ClassifyDelta: func(r *cachev3.DeltaRequest) string {
+			return classify(r.GetTypeUrl(), r.GetNode())
+		},
+		Caches: map[string]cachev3.Cache{
+			muxListenersGRPC:  c.listenersGRPC,
+			muxListenersEnvoy: c.listenersEnvoy,
+			muxRoutes:         c.routes,
+			muxClusters:       c.clusters,
+			muxEndpoints:      c.endpoints,
+			muxOther:          c.other,
+		},
+	}
+	return c
+}
+
+// all lists the caches with the metric label of their type, in publish
+// order: endpoints and clusters before the routes and listeners that refer
+// to them, so a new reference never arrives before its target.
+func (c *caches) all() []*typeCache {
+	return []*typeCache{c.endpoints, c.clusters, c.routes, c.listenersGRPC, c.listenersEnvoy}
+}
+
+// classify picks the MuxCache key of a request.
+func classify(typeURL string, node *corev3.Node) string {
+	return classifyKind(typeURL, nodeKind(node))
+}
+
+func classifyKind(typeURL string, kind NodeKind) string {
+	switch typeURL {
+	case resourcev3.ListenerType:
+		if kind == KindEnvoy {
+			return muxListenersEnvoy
+		}
+		return muxListenersGRPC
+	case resourcev3.RouteType:
+		return muxRoutes
+	case resourcev3.ClusterType:
+		return muxClusters
+	case resourcev3.EndpointType:
+		return muxEndpoints
+	}
+	return muxOther
+}
+
+// forType is the cache a node of this kind is served typeURL from.
+func (c *caches) forType(typeURL string, kind NodeKind) *typeCache {
+	switch classifyKind(typeURL, kind) {
+	case muxListenersEnvoy:
+		return c.listenersEnvoy
+	case muxListenersGRPC:
+		return c.listenersGRPC
+	case muxRoutes:
+		return c.routes
+	case muxClusters:
+		return c.clusters
+	case muxEndpoints:
+		return c.endpoints
+	}
+	return nil
+}
+
+// watchNode is the node ID whose layer a watch sees: only Envoy sidecars have
+// layers, so a gRPC node never sees a sidecar's resources whatever its ID.
+func watchNode(node *corev3.Node) string {
+	if nodeKind(node) == KindEnvoy {
+		return node.GetId()
+	}
+	return ""
+}
+
+func nowNanos() int64 { return time.Now().UnixNano() }

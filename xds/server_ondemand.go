@@ -1,0 +1,62 @@
+package xds
+
+import (
+	"net/netip"
+	"strings"
+
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+)
+
+// onDemandListeners serves gRPC nodes' LDS: before a watch opens it adds,
+// for every requested xDS-server Listener name
+// ("grpc/server?xds.resource.listening_address=IP:PORT") that Translate did
+// not produce, ServerListener(IP, PORT) to the cache's extra layer. A gRPC
+// server listening on 0.0.0.0 (not a registered instance address) thus
+// becomes SERVING. Extra listeners survive publishes and are bounded by
+// ServerOptions.MaxOnDemandListeners.
+type onDemandListeners struct {
+	*typeCache
+	s *Server
+}
+
+var _ cachev3.Cache = (*onDemandListeners)(nil)
+
+func (o *onDemandListeners) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch chan cachev3.Response) (func(), error) {
+	o.ensure(req.GetResourceNames())
+	return o.typeCache.CreateWatch(req, sub, ch)
+}
+
+func (o *onDemandListeners) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, ch chan cachev3.DeltaResponse) (func(), error) {
+	o.ensure(req.GetResourceNamesSubscribe())
+	return o.typeCache.CreateDeltaWatch(req, sub, ch)
+}
+
+func (o *onDemandListeners) ensure(names []string) {
+	for _, name := range names {
+		addr, ok := strings.CutPrefix(name, ServerListenerPrefix)
+		if !ok || o.has(name) {
+			continue
+		}
+		ap, err := netip.ParseAddrPort(addr)
+		if err != nil || ap.Port() == 0 || ap.Addr().Zone() != "" {
+			continue
+		}
+		l := o.s.opts.ServerListener(ap.Addr().String(), uint32(ap.Port()))
+		if l == nil || l.GetName() != name {
+			// The name is not in canonical form (say "::ffff:1.2.3.4");
+			// gRPC never asks for one, so do not guess.
+			continue
+		}
+		e, err := newEntry(resourcev3.ListenerType, name, l)
+		if err != nil {
+			o.s.log.Error("xds: on-demand server listener", "name", name, "err", err)
+			continue
+		}
+		if err := o.addExtra(e, o.s.opts.MaxOnDemandListeners); err != nil {
+			o.s.log.Warn("xds: on-demand server listener refused", "name", name, "err", err)
+			continue
+		}
+		o.s.log.Debug("xds: added on-demand server listener", "name", name)
+	}
+}
