@@ -101,7 +101,14 @@ func Validate(res *Resources) error {
 // references to other resources.
 func ValidateMessage(m proto.Message) error {
 	v := &validator{}
-	v.resource(fmt.Sprintf("%T", m), "", m)
+	if m == nil {
+		return errors.New("xds: validate: nil message")
+	}
+	name := ""
+	if n, ok := m.(interface{ GetName() string }); ok {
+		name = n.GetName()
+	}
+	v.resource(string(m.ProtoReflect().Descriptor().FullName()), name, m)
 	return errors.Join(v.errs...)
 }
 
