@@ -133,6 +133,9 @@ func ParseNode(n *corev3.Node) (NodeInfo, error) {
 		if err != nil {
 			return info, fmt.Errorf("xds: node metadata %s: %q: %w", MetaInboundPorts, s, err)
 		}
+		if ip.Port == OutboundHTTPPort {
+			return info, fmt.Errorf("xds: node metadata %s: port %d is the outbound listener's port", MetaInboundPorts, ip.Port)
+		}
 		if seen[ip.Port] {
 			return info, fmt.Errorf("xds: node metadata %s: port %d listed twice", MetaInboundPorts, ip.Port)
 		}
