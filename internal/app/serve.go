@@ -83,7 +83,7 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer, onReady func(Bound
 			DataDir:    cfg.DataDir,
 			ClientAddr: cfg.EtcdClientAddr,
 			PeerAddr:   cfg.EtcdPeerAddr,
-			Logger:     logger.With("component", "etcd"),
+			Logger:     logger,
 		})
 		if err != nil {
 			return fmt.Errorf("start embedded etcd: %w", err)
@@ -146,7 +146,7 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer, onReady func(Bound
 
 	grpcServer := grpc.NewServer(xds.GRPCServerOptions()...)
 	xdsServer.Register(grpcServer)
-	registry.NewService(store, logger.With("component", "registry")).Register(grpcServer)
+	registry.NewServer(store, logger.With("component", "registry")).RegisterGRPC(grpcServer)
 	healthServer := health.NewServer()
 	healthpb.RegisterHealthServer(grpcServer, healthServer)
 	reflection.Register(grpcServer)
