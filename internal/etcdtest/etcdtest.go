@@ -12,6 +12,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/meshplane/meshplane/internal/embedetcd"
 )
@@ -24,6 +26,7 @@ type Cluster struct {
 	clientAddr string
 	peerAddr   string
 	endpoints  []string
+	proxy      *proxy
 
 	mu      sync.Mutex
 	server  *embedetcd.Server
@@ -48,7 +51,14 @@ func Start(t testing.TB) *Cluster {
 		clientAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(cp)),
 		peerAddr:   net.JoinHostPort("127.0.0.1", strconv.Itoa(pp)),
 	}
-	c.endpoints = []string{"http://" + c.clientAddr}
+	px, err := newProxy(c.clientAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.proxy = px
+	// Clients dial etcd through the proxy, so Stop can cut their connections
+	// at once and Restart keeps the address they know.
+	c.endpoints = []string{"http://" + px.addr()}
 	c.start()
 	t.Cleanup(c.cleanup)
 	return c
@@ -83,9 +93,12 @@ func (c *Cluster) start() {
 	c.mu.Lock()
 	c.server = s
 	c.mu.Unlock()
+	c.proxy.setDown(false)
 }
 
-// Endpoints are the client URLs, stable across Restart.
+// Endpoints are the client URLs, stable across Restart. They lead to etcd
+// through a local TCP proxy that Stop cuts, so clients see etcd go away at
+// once.
 func (c *Cluster) Endpoints() []string { return append([]string(nil), c.endpoints...) }
 
 // Client returns a new client of the cluster, closed when the test ends. The
@@ -96,6 +109,12 @@ func (c *Cluster) Client() *clientv3.Client {
 		Endpoints:   c.Endpoints(),
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
+		// Reconnect within a second of a Restart instead of gRPC's default
+		// backoff, which grows to minutes.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: time.Second,
+		})},
 	})
 	if err != nil {
 		c.t.Fatalf("etcdtest: new client: %v", err)
@@ -112,6 +131,7 @@ func (c *Cluster) Stop() {
 	s := c.server
 	c.server = nil
 	c.mu.Unlock()
+	c.proxy.setDown(true)
 	if s != nil {
 		s.Close()
 	}
@@ -159,6 +179,7 @@ func (c *Cluster) cleanup() {
 		_ = cli.Close()
 	}
 	c.Stop()
+	c.proxy.close()
 }
 
 // String names the cluster by its client endpoint, for test logs.
