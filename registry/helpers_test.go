@@ -32,13 +32,13 @@ func testLogger(t testing.TB) *slog.Logger {
 
 // env is one etcd, one store running its watch, and optionally a gRPC server.
 type env struct {
-	etcd    *etcdtest.Cluster
-	cli     *clientv3.Client
-	store   *registry.Store
-	reg     *prometheus.Registry
-	mu      sync.Mutex
+	etcd     *etcdtest.Cluster
+	cli      *clientv3.Client
+	store    *registry.Store
+	reg      *prometheus.Registry
+	mu       sync.Mutex
 	notified int
-	stopRun func()
+	stopRun  func()
 }
 
 func newEnv(t *testing.T, opts registry.StoreOptions) *env {
