@@ -68,7 +68,7 @@ func FuzzRegisterRequest(f *testing.F) {
 		{Service: "api", Namespace: "prod", Address: "2001:db8::1", InstanceId: "pod-1", Weight: 7, TtlSeconds: 30,
 			Ports:    []*registryv1.Port{{Port: 80, TargetPort: 8080, Protocol: registryv1.Protocol_PROTOCOL_HTTP}, {Port: 443, Protocol: registryv1.Protocol_PROTOCOL_TCP}},
 			Locality: &registryv1.Locality{Region: "eu", Zone: "a"}, Labels: map[string]string{"app": "api"}, Metadata: map[string]string{"k": "v"},
-			Health:   registryv1.Health_HEALTH_DRAINING, Version: "v1"},
+			Health: registryv1.Health_HEALTH_DRAINING, Version: "v1"},
 		{Service: "API", Address: "0.0.0.0", Ports: []*registryv1.Port{{Port: 0, Protocol: 99}}, Health: 42, TtlSeconds: -5},
 		{Service: "db", Address: "db-0.example.com", Ports: []*registryv1.Port{{Port: 5432, Protocol: registryv1.Protocol_PROTOCOL_TCP}, {Port: 5432}}},
 		{},
