@@ -26,6 +26,11 @@ func (h *Handlers) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/services", h.listServices)
 	mux.HandleFunc("GET /api/v1/namespaces/{ns}/services/{name}", h.getService)
 	mux.HandleFunc("GET /api/v1/proxies", h.listProxies)
+	// Everything else under the API answers a problem document too, so that
+	// clients never have to parse ServeMux's plain-text 404.
+	mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
+		WriteProblem(w, http.StatusNotFound, "no such API resource: "+r.Method+" "+r.URL.Path, "")
+	})
 }
 
 // dnsLabel is RFC 1123's label: what service names and namespaces must be.
