@@ -58,6 +58,9 @@ type Telemetry struct {
 	httpLis  net.Listener
 	serveErr chan error
 
+	closeOnce sync.Once
+	closeErr  error
+
 	// beforeAggregate, when set (tests only), runs before each batch is aggregated.
 	beforeAggregate func()
 }
@@ -162,7 +165,13 @@ func (t *Telemetry) OTLPHTTPAddr() string {
 }
 
 // Close stops the receivers, aggregates everything already accepted, and flushes the forwarder, all within ctx.
+// Later calls return the first call's result.
 func (t *Telemetry) Close(ctx context.Context) error {
+	t.closeOnce.Do(func() { t.closeErr = t.close(ctx) })
+	return t.closeErr
+}
+
+func (t *Telemetry) close(ctx context.Context) error {
 	var errs []error
 	if t.httpSrv != nil {
 		if err := t.httpSrv.Shutdown(ctx); err != nil {
