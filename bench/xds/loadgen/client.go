@@ -170,11 +170,13 @@ func (c *client) onClusters(stream grpc.ClientStream, r *response) error {
 	}
 	names := make([]string, 0, len(r.resources))
 	for _, res := range r.resources {
-		name, err := resourceName(res)
+		name, eds, err := clusterEDS(res)
 		if err != nil {
 			return err
 		}
-		names = append(names, string(name))
+		if eds {
+			names = append(names, string(name))
+		}
 	}
 	slices.Sort(names)
 	if c.edsSent && slices.Equal(names, c.names) {

@@ -56,6 +56,9 @@ func startServer(t *testing.T, clusters []string) *testServer {
 		cds[c] = edsCluster(c)
 		clas[c] = markerCLA(c, 1)
 	}
+	// A static cluster, as a sidecar's local-application cluster is: a
+	// wildcard client must not wait for endpoints it will never get.
+	cds["static-local"] = &clusterv3.Cluster{Name: "static-local", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}}
 	eds := cache.NewLinearCache(resource.EndpointType, cache.WithInitialResources(clas))
 	mux := &cache.MuxCache{
 		Classify:      func(r *cache.Request) string { return r.GetTypeUrl() },

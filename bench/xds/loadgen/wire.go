@@ -204,6 +204,39 @@ func resourceName(b []byte) ([]byte, error) {
 	return name, err
 }
 
+// clusterEDS reads a serialised Cluster's name (1) and whether its discovery
+// type (2) is EDS (3): only those clusters have a ClusterLoadAssignment to
+// subscribe to, as Envoy knows.
+func clusterEDS(b []byte) (name []byte, eds bool, err error) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, false, errTruncated
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, false, errTruncated
+			}
+			name, b = v, b[n:]
+		case num == 2 && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return nil, false, errTruncated
+			}
+			eds, b = v == 3, b[n:]
+		default:
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return nil, false, errTruncated
+			}
+			b = b[n:]
+		}
+	}
+	return name, eds, nil
+}
+
 // endpointWeight finds the endpoint at address:port in a serialised
 // ClusterLoadAssignment and returns its load-balancing weight: 1 when the
 // endpoint carries none, 0 when the endpoint is absent.

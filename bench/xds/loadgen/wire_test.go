@@ -55,7 +55,7 @@ func TestEndpointWeight(t *testing.T) {
 		cla  *endpointv3.ClusterLoadAssignment
 		want uint32
 	}{
-		"weighted": {cla("c", lbe("10.0.0.2", 80, wrapperspb.UInt32(3)), lbe("10.0.0.1", 80, wrapperspb.UInt32(7))), 7},
+		"weighted":          {cla("c", lbe("10.0.0.2", 80, wrapperspb.UInt32(3)), lbe("10.0.0.1", 80, wrapperspb.UInt32(7))), 7},
 		"no weight means 1": {cla("c", lbe("10.0.0.1", 80, nil)), 1},
 		"absent":            {cla("c", lbe("10.0.0.2", 80, wrapperspb.UInt32(3))), 0},
 		"other port":        {cla("c", lbe("10.0.0.1", 81, wrapperspb.UInt32(3))), 0},
@@ -103,10 +103,24 @@ func TestParseResponse(t *testing.T) {
 	if diff := cmp.Diff([]string{"outbound|80||a.ns", "outbound|80||b.ns"}, names); diff != "" {
 		t.Errorf("resource names (-want +got):\n%s", diff)
 	}
-	// The cluster name of a Cluster is field 1 too.
-	n, err := resourceName(mustMarshal(t, &clusterv3.Cluster{Name: "outbound|80||a.ns"}))
-	if err != nil || string(n) != "outbound|80||a.ns" {
-		t.Errorf("resourceName(Cluster) = %q, %v", n, err)
+}
+
+func TestClusterEDS(t *testing.T) {
+	tests := map[string]struct {
+		cluster *clusterv3.Cluster
+		eds     bool
+	}{
+		"eds":    {&clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}}, true},
+		"static": {&clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}}, false},
+		"unset":  {&clusterv3.Cluster{Name: "c"}, false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			n, eds, err := clusterEDS(mustMarshal(t, tc.cluster))
+			if err != nil || string(n) != "c" || eds != tc.eds {
+				t.Errorf("clusterEDS = %q, %v, %v; want \"c\", %v", n, eds, err, tc.eds)
+			}
+		})
 	}
 }
 
@@ -166,6 +180,7 @@ func FuzzParseResponse(f *testing.F) {
 		for _, res := range r.resources {
 			_, _ = resourceName(res)
 			_, _ = endpointWeight(res, "10.0.0.1", 80)
+			_, _, _ = clusterEDS(res)
 		}
 	})
 }
