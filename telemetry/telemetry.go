@@ -52,11 +52,10 @@ type Telemetry struct {
 	started bool
 	done    chan struct{}
 
-	grpcSrv  *grpc.Server
-	grpcLis  net.Listener
-	httpSrv  *http.Server
-	httpLis  net.Listener
-	serveErr chan error
+	grpcSrv *grpc.Server
+	grpcLis net.Listener
+	httpSrv *http.Server
+	httpLis net.Listener
 
 	closeOnce sync.Once
 	closeErr  error
@@ -78,14 +77,13 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Telemetry
 		return nil, errors.New("telemetry: nil prometheus registerer")
 	}
 	t := &Telemetry{
-		cfg:      cfg,
-		log:      logger,
-		agg:      newAggregator(cfg),
-		store:    newTraceStore(cfg.TraceStoreSpans, cfg.TraceStoreBytes),
-		now:      time.Now,
-		queue:    make(chan *batch, cfg.QueueSpans+1),
-		done:     make(chan struct{}),
-		serveErr: make(chan error, 2),
+		cfg:   cfg,
+		log:   logger,
+		agg:   newAggregator(cfg),
+		store: newTraceStore(cfg.TraceStoreSpans, cfg.TraceStoreBytes),
+		now:   time.Now,
+		queue: make(chan *batch, cfg.QueueSpans+1),
+		done:  make(chan struct{}),
 	}
 	t.pool.New = func() any { return &batch{} }
 	var err error
@@ -133,14 +131,18 @@ func (t *Telemetry) Start(ctx context.Context) error {
 	}
 	if t.grpcLis != nil {
 		t.grpcSrv = t.newGRPCServer()
-		go func() { t.serveErr <- t.grpcSrv.Serve(t.grpcLis) }()
+		go func() {
+			if err := t.grpcSrv.Serve(t.grpcLis); err != nil {
+				t.log.Error("otlp grpc receiver stopped", "err", err)
+			}
+		}()
 		t.log.Info("otlp grpc receiver listening", "addr", t.grpcLis.Addr().String())
 	}
 	if t.httpLis != nil {
 		t.httpSrv = t.newHTTPServer()
 		go func() {
 			if err := t.httpSrv.Serve(t.httpLis); !errors.Is(err, http.ErrServerClosed) {
-				t.serveErr <- err
+				t.log.Error("otlp http receiver stopped", "err", err)
 			}
 		}()
 		t.log.Info("otlp http receiver listening", "addr", t.httpLis.Addr().String())
