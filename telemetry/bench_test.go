@@ -242,6 +242,11 @@ func benchIngest(b *testing.B, send func(tel *Telemetry) func(body []byte) error
 	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MiB")
 	b.ReportMetric(maxRSSMiB(), "maxrss-MiB")
 	b.ReportMetric(float64(refused.Load()), "refusals")
+	total := 0
+	for _, r := range reqs {
+		total += len(r)
+	}
+	b.ReportMetric(float64(total)/float64(len(reqs)*benchBatch), "B/span")
 }
 
 // BenchmarkIngestGRPC sends pre-encoded 512-span requests over OTLP/gRPC on loopback.
