@@ -18,15 +18,17 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 )
 
-// Errors that callers branch on; the gRPC service maps them to status codes.
+// Errors that callers branch on (with errors.Is); the gRPC service maps them
+// to status codes. They are always returned wrapped, with the package prefix
+// and the object concerned.
 var (
 	// ErrNotFound: the instance (or its lease) does not exist.
-	ErrNotFound = errors.New("registry: instance not found")
+	ErrNotFound = errors.New("not found")
 	// ErrUnavailable: etcd could not be reached, had no leader, or did not
 	// answer within the request timeout.
-	ErrUnavailable = errors.New("registry: etcd unavailable")
+	ErrUnavailable = errors.New("etcd unavailable")
 	// ErrConflict: the instance kept changing under a write; retrying may help.
-	ErrConflict = errors.New("registry: concurrent modification")
+	ErrConflict = errors.New("concurrent modification")
 )
 
 // DefaultRequestTimeout bounds each etcd request of a write.
