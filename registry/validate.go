@@ -42,6 +42,7 @@ type ValidationError struct {
 	Violations []FieldViolation
 }
 
+// Error lists every violation as "field: description", separated by "; ".
 func (e *ValidationError) Error() string {
 	var b strings.Builder
 	b.WriteString("registry: invalid request: ")
