@@ -128,6 +128,7 @@ func (s *Server) GetService(ctx context.Context, req *registryv1.GetServiceReque
 
 // Watch implements registryv1.RegistryServer.
 func (s *Server) Watch(req *registryv1.WatchRequest, stream grpc.ServerStreamingServer[registryv1.WatchResponse]) error {
+	var sendErr error
 	err := s.store.Watch(stream.Context(), req.GetNamespace(), req.GetService(), req.GetSinceRevision(), func(b WatchBatch) error {
 		resp := &registryv1.WatchResponse{Revision: b.Revision, Events: make([]*registryv1.WatchEvent, 0, len(b.Events))}
 		for _, ev := range b.Events {
@@ -144,10 +145,11 @@ func (s *Server) Watch(req *registryv1.WatchRequest, stream grpc.ServerStreaming
 			}
 			resp.Events = append(resp.Events, out)
 		}
-		return stream.Send(resp)
+		sendErr = stream.Send(resp)
+		return sendErr
 	})
-	if err == nil || status.Code(err) != codes.Unknown {
-		return err // a send error is already a status
+	if err == nil || (sendErr != nil && errors.Is(err, sendErr)) {
+		return err // the stream is broken; its error is already a status
 	}
 	return s.status("watch", err)
 }
