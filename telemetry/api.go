@@ -185,14 +185,14 @@ func spanJSON(service string, raw []byte) Span {
 	if len(sp.Attributes) > 0 {
 		out.Attributes = make(map[string]any, len(sp.Attributes))
 		for _, kv := range sp.Attributes {
-			out.Attributes[kv.Key] = anyValue(kv.Value, 0)
+			out.Attributes[kv.Key] = anyJSON(kv.Value, 0)
 		}
 	}
 	out.Events, out.Links = len(sp.Events), len(sp.Links)
 	return out
 }
 
-func anyValue(v *commonpb.AnyValue, depth int) any {
+func anyJSON(v *commonpb.AnyValue, depth int) any {
 	if depth > 8 {
 		return nil
 	}
@@ -210,13 +210,13 @@ func anyValue(v *commonpb.AnyValue, depth int) any {
 	case *commonpb.AnyValue_ArrayValue:
 		out := make([]any, 0, len(x.ArrayValue.GetValues()))
 		for _, e := range x.ArrayValue.GetValues() {
-			out = append(out, anyValue(e, depth+1))
+			out = append(out, anyJSON(e, depth+1))
 		}
 		return out
 	case *commonpb.AnyValue_KvlistValue:
 		out := map[string]any{}
 		for _, kv := range x.KvlistValue.GetValues() {
-			out[kv.Key] = anyValue(kv.Value, depth+1)
+			out[kv.Key] = anyJSON(kv.Value, depth+1)
 		}
 		return out
 	}
@@ -276,11 +276,15 @@ func (t *traceStore) list(q TraceQuery) []TraceSummary {
 
 func spanName(raw []byte) string {
 	var name string
-	_ = eachField(raw, "span", func(num protowire.Number, typ protowire.Type, v []byte) error {
+	for len(raw) > 0 {
+		num, typ, v, n, err := field(raw)
+		if err != nil {
+			break
+		}
+		raw = raw[n:]
 		if num == 5 && typ == protowire.BytesType {
 			name = string(v)
 		}
-		return nil
-	})
+	}
 	return name
 }

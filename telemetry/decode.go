@@ -22,6 +22,10 @@ const (
 	statusOK    = 1
 	statusError = 2
 	numStatuses = 3
+
+	// maxDepth mirrors proto.Unmarshal's default recursion limit: the request is depth 1 and each nested message
+	// adds one (TestRecursionLimitMatchesProto pins the boundary).
+	maxDepth = 10000
 )
 
 // spanRec is what aggregation needs from one span. Its byte slices point into the request buffer, so decoding
@@ -57,102 +61,219 @@ func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{errMalformed}, args...)...)
 }
 
-// decoder scans the protobuf encoding of an ExportTraceServiceRequest without building the message. It reads
-// only the fields aggregation needs and skips the rest at wire level. Field numbers are those of
-// opentelemetry-proto's trace.proto, common.proto and resource.proto.
+// decoder scans the protobuf encoding of an ExportTraceServiceRequest without building the message. It accepts
+// exactly what proto.Unmarshal accepts (wire format, UTF-8 of every string field, recursion limit; unknown fields
+// and fields of an unexpected wire type are skipped as unknown, as proto.Unmarshal does), so anything it accepts
+// can be stored, returned and forwarded as is. It extracts only what aggregation needs. Field numbers are those
+// of opentelemetry-proto v1.x (trace.proto, common.proto, resource.proto).
 type decoder struct {
 	peerKeys []string // virtual-node peer attributes in priority order
 	res      decodeResult
 }
 
+// field reads one tag and value. For BytesType v is the payload; otherwise v is the encoded value (a varint's
+// bytes, a fixed32/64, or a whole group).
+func field(b []byte) (num protowire.Number, typ protowire.Type, v []byte, n int, err error) {
+	num, typ, tn := protowire.ConsumeTag(b)
+	if tn < 0 {
+		return 0, 0, nil, 0, protowire.ParseError(tn)
+	}
+	if !num.IsValid() {
+		return 0, 0, nil, 0, fmt.Errorf("invalid field number %d", num)
+	}
+	rest := b[tn:]
+	if typ == protowire.BytesType {
+		p, m := protowire.ConsumeBytes(rest)
+		if m < 0 {
+			return 0, 0, nil, 0, protowire.ParseError(m)
+		}
+		return num, typ, p, tn + m, nil
+	}
+	m := protowire.ConsumeFieldValue(num, typ, rest)
+	if m < 0 {
+		return 0, 0, nil, 0, protowire.ParseError(m)
+	}
+	return num, typ, rest[:m], tn + m, nil
+}
+
+func validString(what string, v []byte) error {
+	if !utf8.Valid(v) {
+		return malformed("%s is not valid UTF-8", what)
+	}
+	return nil
+}
+
 func (d *decoder) decode(b []byte, dst []spanRec) (decodeResult, error) {
 	d.res = decodeResult{spans: dst[:0]}
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return d.res, malformed("request: %v", protowire.ParseError(n))
+		num, typ, v, n, err := field(b)
+		if err != nil {
+			return d.res, malformed("request: %v", err)
 		}
-		b = b[n:]
 		if num == 1 && typ == protowire.BytesType {
-			v, m := protowire.ConsumeBytes(b)
-			if m < 0 {
-				return d.res, malformed("resource_spans: %v", protowire.ParseError(m))
-			}
 			if err := d.resourceSpans(v); err != nil {
 				return d.res, err
 			}
-			b = b[m:]
-			continue
 		}
-		m := protowire.ConsumeFieldValue(num, typ, b)
-		if m < 0 {
-			return d.res, malformed("request field %d: %v", num, protowire.ParseError(m))
-		}
-		b = b[m:]
+		b = b[n:]
 	}
 	return d.res, nil
 }
 
-// resourceSpans makes two passes: the resource may legally follow the scope spans on the wire.
+// resourceSpans makes two passes, since the resource may legally follow the scope spans on the wire.
 func (d *decoder) resourceSpans(b []byte) error {
 	var service, dbName []byte
-	err := eachField(b, "resource_spans", func(num protowire.Number, typ protowire.Type, v []byte) error {
-		if num != 1 || typ != protowire.BytesType {
-			return nil
+	for p := b; len(p) > 0; {
+		num, typ, v, n, err := field(p)
+		if err != nil {
+			return malformed("resource_spans: %v", err)
 		}
-		return eachField(v, "resource", func(num protowire.Number, typ protowire.Type, kv []byte) error {
-			if num != 1 || typ != protowire.BytesType {
-				return nil
+		p = p[n:]
+		if typ != protowire.BytesType {
+			continue
+		}
+		switch num {
+		case 1:
+			if err := d.resource(v, &service, &dbName); err != nil {
+				return err
 			}
-			key, val, isStr, err := keyValue(kv)
+		case 3:
+			if err := validString("schema_url", v); err != nil {
+				return err
+			}
+		}
+	}
+	for p := b; len(p) > 0; {
+		num, typ, v, n, _ := field(p) // validated by the first pass
+		p = p[n:]
+		if num == 2 && typ == protowire.BytesType {
+			if err := d.scopeSpans(v, service, dbName); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (d *decoder) resource(b []byte, service, dbName *[]byte) error {
+	for len(b) > 0 {
+		num, typ, v, n, err := field(b)
+		if err != nil {
+			return malformed("resource: %v", err)
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			continue
+		}
+		switch num {
+		case 1:
+			key, val, isStr, err := keyValue(v, 4)
 			if err != nil {
 				return err
 			}
 			if isStr {
 				switch string(key) {
 				case "service.name":
-					service = val
+					*service = val
 				case "db.name":
-					dbName = val
+					*dbName = val
 				}
 			}
-			return nil
-		})
-	})
-	if err != nil {
-		return err
-	}
-	return eachField(b, "resource_spans", func(num protowire.Number, typ protowire.Type, v []byte) error {
-		if num != 2 || typ != protowire.BytesType {
-			return nil
-		}
-		return eachField(v, "scope_spans", func(num protowire.Number, typ protowire.Type, sp []byte) error {
-			if num != 2 || typ != protowire.BytesType {
-				return nil
+		case 3:
+			if err := entityRef(v); err != nil {
+				return err
 			}
-			return d.span(sp, service, dbName)
-		})
-	})
+		}
+	}
+	return nil
+}
+
+func entityRef(b []byte) error {
+	for len(b) > 0 {
+		num, typ, v, n, err := field(b)
+		if err != nil {
+			return malformed("entity_ref: %v", err)
+		}
+		b = b[n:]
+		if typ == protowire.BytesType && num >= 1 && num <= 4 {
+			if err := validString("entity_ref string", v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (d *decoder) scopeSpans(b []byte, service, dbName []byte) error {
+	// Validate the scope and schema_url before taking any span, so a refused request adds nothing.
+	for p := b; len(p) > 0; {
+		num, typ, v, n, err := field(p)
+		if err != nil {
+			return malformed("scope_spans: %v", err)
+		}
+		p = p[n:]
+		if typ != protowire.BytesType {
+			continue
+		}
+		switch num {
+		case 1:
+			if err := scope(v); err != nil {
+				return err
+			}
+		case 3:
+			if err := validString("schema_url", v); err != nil {
+				return err
+			}
+		}
+	}
+	for p := b; len(p) > 0; {
+		num, typ, v, n, _ := field(p)
+		p = p[n:]
+		if num == 2 && typ == protowire.BytesType {
+			if err := d.span(v, service, dbName); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func scope(b []byte) error {
+	for len(b) > 0 {
+		num, typ, v, n, err := field(b)
+		if err != nil {
+			return malformed("scope: %v", err)
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			continue
+		}
+		switch num {
+		case 1, 2:
+			if err := validString("scope name/version", v); err != nil {
+				return err
+			}
+		case 3:
+			if _, _, _, err := keyValue(v, 5); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (d *decoder) span(b []byte, service, resDBName []byte) error {
 	s := spanRec{service: service, raw: b, peerPrio: -1}
 	var idBad string
-	var traceLen, spanLen = -1, -1
+	traceLen, spanLen := -1, -1
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return malformed("span: %v", protowire.ParseError(n))
+		num, typ, v, n, err := field(b)
+		if err != nil {
+			return malformed("span: %v", err)
 		}
 		b = b[n:]
-		var m int
-		switch {
-		case (num == 1 || num == 2 || num == 4 || num == 5 || num == 9 || num == 15) && typ == protowire.BytesType:
-			var v []byte
-			v, m = protowire.ConsumeBytes(b)
-			if m < 0 {
-				return malformed("span field %d: %v", num, protowire.ParseError(m))
-			}
+		switch typ {
+		case protowire.BytesType:
 			switch num {
 			case 1:
 				traceLen = len(v)
@@ -160,54 +281,54 @@ func (d *decoder) span(b []byte, service, resDBName []byte) error {
 			case 2:
 				spanLen = len(v)
 				copy(s.spanID[:], v)
+			case 3:
+				if err := validString("trace_state", v); err != nil {
+					return err
+				}
 			case 4:
 				if len(v) != 0 && len(v) != 8 {
-					idBad = "parent_span_id must be 8 bytes"
+					idBad = "parent_span_id must be empty or 8 bytes"
 				}
+				s.parentID = [8]byte{}
 				copy(s.parentID[:], v)
 			case 5:
-				if !utf8.Valid(v) {
-					return malformed("span name is not valid UTF-8")
+				if err := validString("span name", v); err != nil {
+					return err
 				}
 				s.name = v
 			case 9:
 				if err := d.spanAttr(&s, v); err != nil {
 					return err
 				}
+			case 11:
+				if err := event(v); err != nil {
+					return err
+				}
+			case 13:
+				if err := link(v); err != nil {
+					return err
+				}
 			case 15:
-				if err := decodeStatus(&s, v); err != nil {
+				if err := spanStatus(&s, v); err != nil {
 					return err
 				}
 			}
-		case num == 6 && typ == protowire.VarintType:
-			var k uint64
-			k, m = protowire.ConsumeVarint(b)
-			if m < 0 {
-				return malformed("span kind: %v", protowire.ParseError(m))
-			}
-			if k < numKinds {
-				s.kind = uint8(k)
-			} else {
+		case protowire.VarintType:
+			if num == 6 {
+				k, _ := protowire.ConsumeVarint(v)
 				s.kind = kindUnspecified
+				if k < numKinds {
+					s.kind = uint8(k)
+				}
 			}
-		case (num == 7 || num == 8) && typ == protowire.Fixed64Type:
-			var t uint64
-			t, m = protowire.ConsumeFixed64(b)
-			if m < 0 {
-				return malformed("span time: %v", protowire.ParseError(m))
-			}
-			if num == 7 {
-				s.start = t
-			} else {
-				s.end = t
-			}
-		default:
-			m = protowire.ConsumeFieldValue(num, typ, b)
-			if m < 0 {
-				return malformed("span field %d: %v", num, protowire.ParseError(m))
+		case protowire.Fixed64Type:
+			switch num {
+			case 7:
+				s.start, _ = protowire.ConsumeFixed64(v)
+			case 8:
+				s.end, _ = protowire.ConsumeFixed64(v)
 			}
 		}
-		b = b[m:]
 	}
 	switch {
 	case traceLen != 16:
@@ -234,7 +355,7 @@ func (d *decoder) span(b []byte, service, resDBName []byte) error {
 }
 
 func (d *decoder) spanAttr(s *spanRec, kv []byte) error {
-	key, val, isStr, err := keyValue(kv)
+	key, val, isStr, err := keyValue(kv, 5)
 	if err != nil || !isStr {
 		return err
 	}
@@ -246,89 +367,172 @@ func (d *decoder) spanAttr(s *spanRec, kv []byte) error {
 			break
 		}
 		if string(key) == pk {
-			s.peer, s.peerPrio = val, int8(i)
+			s.peer, s.peerPrio = val, int8(min(i, 127))
 			break
 		}
 	}
 	return nil
 }
 
-func decodeStatus(s *spanRec, b []byte) error {
-	return eachField(b, "status", func(num protowire.Number, typ protowire.Type, v []byte) error {
+func event(b []byte) error {
+	for len(b) > 0 {
+		num, typ, v, n, err := field(b)
+		if err != nil {
+			return malformed("span event: %v", err)
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			continue
+		}
+		switch num {
+		case 2:
+			if err := validString("event name", v); err != nil {
+				return err
+			}
+		case 3:
+			if _, _, _, err := keyValue(v, 6); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func link(b []byte) error {
+	for len(b) > 0 {
+		num, typ, v, n, err := field(b)
+		if err != nil {
+			return malformed("span link: %v", err)
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			continue
+		}
+		switch num {
+		case 3:
+			if err := validString("link trace_state", v); err != nil {
+				return err
+			}
+		case 4:
+			if _, _, _, err := keyValue(v, 6); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func spanStatus(s *spanRec, b []byte) error {
+	for len(b) > 0 {
+		num, typ, v, n, err := field(b)
+		if err != nil {
+			return malformed("status: %v", err)
+		}
+		b = b[n:]
 		switch {
 		case num == 2 && typ == protowire.BytesType:
-			if !utf8.Valid(v) {
-				return malformed("status message is not valid UTF-8")
+			if err := validString("status message", v); err != nil {
+				return err
 			}
 		case num == 3 && typ == protowire.VarintType:
 			c, _ := protowire.ConsumeVarint(v)
+			s.status = statusUnset
 			if c < numStatuses {
 				s.status = uint8(c)
-			} else {
-				s.status = statusUnset
 			}
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
-// keyValue decodes a KeyValue; val is set only for string values.
-func keyValue(b []byte) (key, val []byte, isStr bool, err error) {
-	err = eachField(b, "attribute", func(num protowire.Number, typ protowire.Type, v []byte) error {
+// keyValue validates a KeyValue at the given message depth and returns its key, and its value when that is a
+// string.
+func keyValue(b []byte, depth int) (key, val []byte, isStr bool, err error) {
+	if depth > maxDepth {
+		return nil, nil, false, malformed("attributes nested too deeply")
+	}
+	for len(b) > 0 {
+		num, typ, v, n, ferr := field(b)
+		if ferr != nil {
+			return nil, nil, false, malformed("attribute: %v", ferr)
+		}
+		b = b[n:]
 		if typ != protowire.BytesType {
-			return nil
+			continue
 		}
 		switch num {
 		case 1:
 			if !utf8.Valid(v) {
-				return malformed("attribute key is not valid UTF-8")
+				return nil, nil, false, malformed("attribute key is not valid UTF-8")
 			}
 			key = v
 		case 2:
-			isStr, val = false, nil
-			return eachField(v, "attribute value", func(num protowire.Number, typ protowire.Type, sv []byte) error {
-				if num == 1 && typ == protowire.BytesType {
-					if !utf8.Valid(sv) {
-						return malformed("attribute %q value is not valid UTF-8", key)
-					}
-					isStr, val = true, sv
-				} else {
-					isStr, val = false, nil // a later oneof member wins, as in proto.Unmarshal
-				}
-				return nil
-			})
-		}
-		return nil
-	})
-	return key, val, isStr, err
-}
-
-// eachField calls fn for every field of the message encoded in b. For length-delimited fields v is the payload;
-// for varint fields v is the encoded varint; for other wire types v is the raw value.
-func eachField(b []byte, what string, fn func(num protowire.Number, typ protowire.Type, v []byte) error) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return malformed("%s: %v", what, protowire.ParseError(n))
-		}
-		b = b[n:]
-		var v []byte
-		var m int
-		if typ == protowire.BytesType {
-			v, m = protowire.ConsumeBytes(b)
-		} else {
-			m = protowire.ConsumeFieldValue(num, typ, b)
-			if m >= 0 {
-				v = b[:m]
+			sv, str, set, verr := anyValue(v, depth+1)
+			if verr != nil {
+				return nil, nil, false, verr
+			}
+			if set { // messages merge: a value without a oneof member keeps the previous one
+				val, isStr = sv, str
 			}
 		}
-		if m < 0 {
-			return malformed("%s field %d: %v", what, num, protowire.ParseError(m))
+	}
+	return key, val, isStr, nil
+}
+
+// anyValue validates an AnyValue; set reports whether a oneof member was present (the last one wins), str
+// whether that member is string_value, whose bytes are then returned.
+func anyValue(b []byte, depth int) (sv []byte, str, set bool, err error) {
+	if depth > maxDepth {
+		return nil, false, false, malformed("attribute values nested too deeply")
+	}
+	for len(b) > 0 {
+		num, typ, v, n, ferr := field(b)
+		if ferr != nil {
+			return nil, false, false, malformed("attribute value: %v", ferr)
 		}
-		if err := fn(num, typ, v); err != nil {
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			if !utf8.Valid(v) {
+				return nil, false, false, malformed("attribute string value is not valid UTF-8")
+			}
+			sv, str, set = v, true, true
+		case (num == 2 || num == 3 || num == 8) && typ == protowire.VarintType,
+			num == 4 && typ == protowire.Fixed64Type,
+			num == 7 && typ == protowire.BytesType:
+			sv, str, set = nil, false, true
+		case (num == 5 || num == 6) && typ == protowire.BytesType:
+			if err := nestedValues(v, num == 6, depth+1); err != nil {
+				return nil, false, false, err
+			}
+			sv, str, set = nil, false, true
+		}
+	}
+	return sv, str, set, nil
+}
+
+// nestedValues validates an ArrayValue (repeated AnyValue) or a KeyValueList (repeated KeyValue).
+func nestedValues(b []byte, kvlist bool, depth int) error {
+	if depth > maxDepth {
+		return malformed("attribute values nested too deeply")
+	}
+	for len(b) > 0 {
+		num, typ, v, n, err := field(b)
+		if err != nil {
+			return malformed("attribute list: %v", err)
+		}
+		b = b[n:]
+		if num != 1 || typ != protowire.BytesType {
+			continue
+		}
+		if kvlist {
+			_, _, _, err = keyValue(v, depth+1)
+		} else {
+			_, _, _, err = anyValue(v, depth+1)
+		}
+		if err != nil {
 			return err
 		}
-		b = b[m:]
 	}
 	return nil
 }
