@@ -97,6 +97,10 @@ func runOne(ctx context.Context, cfg Config, n int, serverBin, loadBin, dir stri
 			if err := srv.save(ctx, "/debug/pprof/heap?gc=1", file); err != nil {
 				return MemSample{}, err
 			}
+			file = filepath.Join(cfg.ProfileDir, fmt.Sprintf("goroutine-%d-%s.txt", n, name))
+			if err := srv.save(ctx, "/debug/pprof/goroutine?debug=1", file); err != nil {
+				return MemSample{}, err
+			}
 		}
 		m, err := metrics()
 		if err != nil {
@@ -192,8 +196,8 @@ func runOne(ctx context.Context, cfg Config, n int, serverBin, loadBin, dir stri
 		lastCPU = cpu
 		r.Rounds = append(r.Rounds, rd)
 		all := Summarise(append(append([]time.Duration(nil), rd.Scoped...), rd.Wildcard...))
-		fmt.Fprintf(progress, "round %d: %d ACKs (%d missing), p50 %s, p99 %s, max %s; server CPU %s, %0.f EDS pushes\n",
-			k, all.Count, rd.Missing, ms(all.P50), ms(all.P99), ms(all.Max), ms(rd.ServerCPU), rd.EDSPushes)
+		fmt.Fprintf(progress, "round %d: %d ACKs (%d missing), p50 %s, p99 %s, max %s; server CPU %s, %.0f EDS pushes, %.0f publishes taking %s\n",
+			k, all.Count, rd.Missing, ms(all.P50), ms(all.P99), ms(all.Max), ms(rd.ServerCPU), rd.EDSPushes, rd.Publishes, ms(rd.Publish))
 		time.Sleep(max(300*time.Millisecond, cfg.HoldOff))
 	}
 	r.summarise()
@@ -226,13 +230,19 @@ func runRound(ctx context.Context, cfg Config, srv *server, reg *registry, lp *l
 			return rd, 0, err
 		}
 	}
-	m1, err := metrics()
+	// The xDS loop may still be working after the last ACK (Envoy sidecar
+	// layers are rebuilt after the shared resources are pushed): wait for
+	// the publish to end, so that its whole cost falls in this round and
+	// none of it in the next.
+	m1, err := waitPublish(ctx, metrics, m0, 30*time.Second)
 	if err != nil {
 		return rd, 0, err
 	}
 	rd.ServerCPU = time.Duration((m1.Sum("process_cpu_seconds_total") - m0.Sum("process_cpu_seconds_total")) * float64(time.Second))
 	pushes := `meshplane_xds_pushes_total{type="eds"}`
 	rd.EDSPushes = m1[pushes] - m0[pushes]
+	rd.Publish = time.Duration((m1.Sum("meshplane_xds_publish_duration_seconds_sum") - m0.Sum("meshplane_xds_publish_duration_seconds_sum")) * float64(time.Second))
+	rd.Publishes = m1.Sum("meshplane_xds_publish_duration_seconds_count") - m0.Sum("meshplane_xds_publish_duration_seconds_count")
 	for _, at := range ev.ScopedAckNs {
 		rd.Scoped = append(rd.Scoped, time.Unix(0, at).Sub(rd.Start))
 	}
@@ -304,4 +314,29 @@ func waitPublished(ctx context.Context, metrics func() (Metrics, error), service
 		}
 	}
 	return fmt.Errorf("harness: the xDS caches hold %.0f EDS resources after %s, want %d", last, timeout, services)
+}
+
+// waitPublish scrapes until meshplane_xds_publish_duration_seconds_count has
+// grown past its value in before (or the server has no such metric) and
+// returns that scrape.
+func waitPublish(ctx context.Context, metrics func() (Metrics, error), before Metrics, timeout time.Duration) (Metrics, error) {
+	const count = "meshplane_xds_publish_duration_seconds_count"
+	deadline := time.Now().Add(timeout)
+	for {
+		m, err := metrics()
+		if err != nil {
+			return nil, err
+		}
+		if !m.Has(count) || m.Sum(count) > before.Sum(count) {
+			return m, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("harness: no xDS publish ended within %s of the change", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

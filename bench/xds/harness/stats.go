@@ -55,6 +55,11 @@ type Round struct {
 	ServerCPU time.Duration `json:"serverCpu"`
 	EDSPushes float64       `json:"edsPushes"`
 	LoadCPU   time.Duration `json:"loadCpu"`
+	// Publish is the time the xDS loop spent translating, validating and
+	// publishing in the window (meshplane_xds_publish_duration_seconds),
+	// Publishes how many publishes that was.
+	Publish   time.Duration `json:"publish"`
+	Publishes float64       `json:"publishes"`
 }
 
 // Result is one benchmark run: one client count.
@@ -129,7 +134,8 @@ func (r *Result) summarise() {
 	r.All, r.ScopedL, r.WildL = Summarise(all), Summarise(scoped), Summarise(wild)
 }
 
-// cpuPerChange is the mean server CPU time per change round.
+// cpuPerChange is the mean server CPU time, EDS pushes and load generator
+// CPU time per change round.
 func (r *Result) cpuPerChange() (cpu time.Duration, pushes float64, load time.Duration) {
 	if len(r.Rounds) == 0 {
 		return 0, 0, 0
@@ -141,6 +147,20 @@ func (r *Result) cpuPerChange() (cpu time.Duration, pushes float64, load time.Du
 	}
 	n := len(r.Rounds)
 	return cpu / time.Duration(n), pushes / float64(n), load / time.Duration(n)
+}
+
+// publishPerChange is the mean publish time and count per change round.
+func (r *Result) publishPerChange() (time.Duration, float64) {
+	if len(r.Rounds) == 0 {
+		return 0, 0
+	}
+	var d time.Duration
+	var n float64
+	for _, rd := range r.Rounds {
+		d += rd.Publish
+		n += rd.Publishes
+	}
+	return d / time.Duration(len(r.Rounds)), n / float64(len(r.Rounds))
 }
 
 func ms(d time.Duration) string {
@@ -198,7 +218,9 @@ func WriteTable(w io.Writer, results []*Result) {
 		fmt.Fprintf(&b, "- %d + %d clients: %d rounds, %d samples, %d missing; scoped p50/p99/max %s/%s/%s, wildcard %s/%s/%s; ",
 			r.Scoped, r.Wildcard, len(r.Rounds), r.All.Count, missing,
 			ms(r.ScopedL.P50), ms(r.ScopedL.P99), ms(r.ScopedL.Max), ms(r.WildL.P50), ms(r.WildL.P99), ms(r.WildL.Max))
-		fmt.Fprintf(&b, "server CPU per change %s, EDS pushes per change %.0f, load generator CPU per change %s; ", ms(cpu), pushes, ms(load))
+		pub, pubs := r.publishPerChange()
+		fmt.Fprintf(&b, "server CPU per change %s, EDS pushes per change %.0f, publishes per change %.1f taking %s (translate+validate+build), load generator CPU per change %s; ",
+			ms(cpu), pushes, pubs, ms(pub), ms(load))
 		fmt.Fprintf(&b, "heap %s → %s, stacks %s → %s, RSS %s → %s, goroutines %.0f → %.0f (%.1f per client)",
 			mib(r.Before.HeapInuse), mib(r.After.HeapInuse), mib(r.Before.StackInuse), mib(r.After.StackInuse),
 			mib(r.Before.RSS), mib(r.After.RSS), r.Before.Goroutines, r.After.Goroutines,
