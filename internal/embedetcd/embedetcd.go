@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -51,6 +52,7 @@ type Config struct {
 type Server struct {
 	etcd      *embed.Etcd
 	endpoints []string
+	core      *slogCore
 	closeOnce sync.Once
 }
 
@@ -82,6 +84,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("embedetcd: peer address %q: %w", cfg.PeerAddr, err)
 	}
 
+	// etcd wants its data directory private; make it so rather than warn.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("embedetcd: data dir: %w", err)
+	}
+	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("embedetcd: data dir: %w", err)
+	}
+
 	ec := embed.NewConfig()
 	ec.Name = memberName
 	ec.Dir = cfg.DataDir
@@ -97,7 +107,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	ec.AutoCompactionRetention = "1h"
 	ec.Logger = "zap"
 	ec.LogLevel = "warn"
-	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(newSlogCore(logger.With("component", "etcd"), zap.WarnLevel)))
+	core := newSlogCore(logger.With("component", "etcd"), zap.WarnLevel)
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(core))
 
 	e, err := embed.StartEtcd(ec)
 	if err != nil {
@@ -117,7 +128,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		e.Close()
 		return nil, fmt.Errorf("embedetcd: start: %w", ctx.Err())
 	}
-	s := &Server{etcd: e}
+	s := &Server{etcd: e, core: core}
 	for _, l := range e.Clients {
 		s.endpoints = append(s.endpoints, "http://"+l.Addr().String())
 	}
@@ -137,6 +148,8 @@ func (s *Server) Err() <-chan error { return s.etcd.Err() }
 // is safe to call more than once.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
+		// Stopping makes etcd log "errors" about its own closed listeners.
+		s.core.quiet()
 		s.etcd.Close()
 		<-s.etcd.Server.StopNotify()
 	})

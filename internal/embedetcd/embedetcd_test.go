@@ -36,7 +36,7 @@ func (b *syncBuffer) String() string {
 func TestStartPortZeroServesAndRestarts(t *testing.T) {
 	dir := t.TempDir()
 	var logs syncBuffer
-	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -65,10 +65,10 @@ func TestStartPortZeroServesAndRestarts(t *testing.T) {
 	if len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "v" {
 		t.Fatalf("after restart Get(k) = %v, want v", resp.Kvs)
 	}
-	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
-		if strings.Contains(line, "level=INFO") || strings.Contains(line, "level=DEBUG") {
-			t.Errorf("etcd logged below warning: %s", line)
-		}
+	s2.Close()
+	// Start, restart and stop are routine: nothing for an operator to read.
+	if out := logs.String(); out != "" {
+		t.Errorf("etcd logged at info level or above on a clean start/restart/stop:\n%s", out)
 	}
 }
 

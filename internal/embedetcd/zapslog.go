@@ -3,6 +3,7 @@ package embedetcd
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 
 	"go.uber.org/zap/zapcore"
 )
@@ -13,10 +14,27 @@ type slogCore struct {
 	logger *slog.Logger
 	level  zapcore.Level
 	fields []zapcore.Field
+	// closing is shared by the cores derived with With: once the server is
+	// stopping, records are logged at debug level only.
+	closing *atomic.Bool
 }
 
-func newSlogCore(logger *slog.Logger, level zapcore.Level) zapcore.Core {
-	return &slogCore{logger: logger, level: level}
+func newSlogCore(logger *slog.Logger, level zapcore.Level) *slogCore {
+	return &slogCore{logger: logger, level: level, closing: new(atomic.Bool)}
+}
+
+// quiet demotes every later record to debug.
+func (c *slogCore) quiet() { c.closing.Store(true) }
+
+// benign reports warnings etcd prints at every start of an embedded,
+// single-member, loopback server; they say nothing an operator can act on.
+func benign(msg string) bool {
+	switch msg {
+	case "Running http and grpc server on single port. This is not recommended for production.",
+		"simple token is not cryptographically signed":
+		return true
+	}
+	return false
 }
 
 func (c *slogCore) Enabled(l zapcore.Level) bool { return l >= c.level }
@@ -25,7 +43,7 @@ func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
 	merged := make([]zapcore.Field, 0, len(c.fields)+len(fields))
 	merged = append(merged, c.fields...)
 	merged = append(merged, fields...)
-	return &slogCore{logger: c.logger, level: c.level, fields: merged}
+	return &slogCore{logger: c.logger, level: c.level, fields: merged, closing: c.closing}
 }
 
 func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
@@ -50,7 +68,11 @@ func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	for k, v := range enc.Fields {
 		attrs = append(attrs, slog.Any(k, v))
 	}
-	c.logger.LogAttrs(context.Background(), slogLevel(e.Level), e.Message, attrs...)
+	level := slogLevel(e.Level)
+	if c.closing.Load() || benign(e.Message) {
+		level = slog.LevelDebug
+	}
+	c.logger.LogAttrs(context.Background(), level, e.Message, attrs...)
 	return nil
 }
 
