@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"net"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -713,7 +713,6 @@ func TestNewServerOptions(t *testing.T) {
 		t.Fatal("second server on one registry: no error")
 	}
 }
-
 
 func statusProto(msg string) *rpcstatus.Status { return &rpcstatus.Status{Code: 3, Message: msg} }
 
