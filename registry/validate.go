@@ -127,6 +127,9 @@ func NormalizeInstance(in *Instance) error {
 	if err := vs.err(); err != nil {
 		return err
 	}
+	// Sort a copy: the caller's slice may be shared (Store.Register takes
+	// its Instance by value).
+	in.Ports = slices.Clone(in.Ports)
 	slices.SortFunc(in.Ports, func(a, b Port) int { return int(a.Port) - int(b.Port) })
 	if in.ID == "" {
 		in.ID = deriveInstanceID(in.Address, in.Ports)
