@@ -10,6 +10,7 @@ import (
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -124,5 +125,80 @@ func TestServerLiveGRPCXDSClient(t *testing.T) {
 	eventually(t, reaches(b2), "RPCs to move to backend %d", b2)
 	if n := srv.Proxies()[0].LastNACK; n != nil {
 		t.Fatalf("the gRPC client rejected a response: %+v", n)
+	}
+}
+
+// TestServerLiveXDSServerOnDemandListener runs grpc-go's xDS-enabled server
+// on 0.0.0.0: the Listener it asks for is in no translation, the ADS server
+// builds it on demand, and the server turns SERVING.
+func TestServerLiveXDSServerOnDemandListener(t *testing.T) {
+	srv, err := NewServer(ServerOptions{HoldOff: time.Millisecond, MaxDelay: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer(GRPCServerOptions()...)
+	srv.Register(g)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, func() Input { return Input{} }) }()
+	go func() { _ = g.Serve(lis) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		_ = srv.Close()
+		g.Stop()
+	})
+
+	bootstrap := fmt.Sprintf(`{
+		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}],
+		                 "server_features": ["xds_v3", "ignore_resource_deletion"]}],
+		"node": {"id": "live-server", "locality": {}},
+		"server_listener_resource_name_template": %q
+	}`, lis.Addr().String(), ServerListenerPrefix+"%s")
+	serving := make(chan struct{})
+	var once atomic.Bool
+	xs, err := grpcxds.NewGRPCServer(
+		grpc.Creds(insecure.NewCredentials()),
+		grpcxds.BootstrapContentsForTesting([]byte(bootstrap)),
+		grpcxds.ServingModeCallback(func(_ net.Addr, args grpcxds.ServingModeChangeArgs) {
+			if args.Mode == connectivity.ServingModeServing && once.CompareAndSwap(false, true) {
+				close(serving)
+			}
+		}),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthpb.RegisterHealthServer(xs, health.NewServer())
+	backend, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = xs.Serve(backend) }()
+	t.Cleanup(xs.Stop)
+	select {
+	case <-serving:
+	case <-time.After(waitFor):
+		t.Fatal("the xDS-enabled server never became SERVING")
+	}
+	port := backend.Addr().(*net.TCPAddr).Port
+	cc, err := grpc.NewClient(fmt.Sprintf("127.0.0.1:%d", port), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	eventually(t, func() bool {
+		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer rcancel()
+		_, err := healthpb.NewHealthClient(cc).Check(rctx, &healthpb.HealthCheckRequest{})
+		return err == nil
+	}, "an RPC to the xDS-enabled server")
+	// Go prints a 0.0.0.0 listener as [::] on a dual-stack host.
+	if name := ServerListenerPrefix + backend.Addr().String(); !srv.caches.listenersGRPC.has(name) {
+		t.Fatalf("no on-demand listener %q in the cache", name)
 	}
 }
