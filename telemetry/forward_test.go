@@ -119,8 +119,12 @@ func TestForwardDownAndBack(t *testing.T) {
 
 	// Live forwarding once the upstream is up.
 	send(2, 900_000)
-	eventually(t, "live batch delivered", func() (bool, string) {
+	eventually(t, "live batch delivered and acknowledged", func() (bool, string) {
 		n, _ := up.counts()
-		return n == 1200, fmt.Sprintf("upstream got %d", n)
+		q, _ := queued()
+		sent, _ := metricValue(h.scrape(t), "meshplane_telemetry_forward_sent_spans_total", map[string]string{})
+		// Wait for the acknowledgement too: stopping the upstream between receiving and answering would make
+		// the forwarder retry (at-least-once) until Close gives up.
+		return n == 1200 && q == 0 && sent == 1200, fmt.Sprintf("upstream got %d, queued %v, sent %v", n, q, sent)
 	})
 }
