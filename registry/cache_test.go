@@ -72,6 +72,7 @@ func TestRunFollowsChangesAndNotifies(t *testing.T) {
 // revision hits ErrCompacted, so it must list again and converge, including
 // the deletion that no watch event will ever report.
 func TestRelistAfterCompaction(t *testing.T) {
+	t.Parallel() // mostly waits on leases and restarts
 	e := newEnv(t, registry.StoreOptions{})
 	ctx := ctxT(t)
 	a, err := e.store.Register(ctx, inst("svc", "10.2.0.1"))
@@ -122,6 +123,7 @@ func TestRelistAfterCompaction(t *testing.T) {
 // (never hang), reads keep serving the last snapshot, and after etcd is back
 // the store catches up by itself.
 func TestEtcdRestartMidTest(t *testing.T) {
+	t.Parallel() // mostly waits on leases and restarts
 	e := newEnv(t, registry.StoreOptions{RequestTimeout: time.Second})
 	e.run(t)
 	rc := e.serve(t)

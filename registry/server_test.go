@@ -308,6 +308,7 @@ func TestGRPCWatchResumeAndResetAfterCompaction(t *testing.T) {
 }
 
 func TestGRPCWatchSplitsLargeReset(t *testing.T) {
+	t.Parallel() // its own etcd; mostly waits on etcd round trips
 	if testing.Short() {
 		t.Skip("registers 1,100 instances; skipped in -short mode")
 	}

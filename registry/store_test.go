@@ -91,6 +91,7 @@ func TestRegisterWritesKeyBoundToLease(t *testing.T) {
 }
 
 func TestLeaseExpiryRemovesInstanceAndReRegisterWorks(t *testing.T) {
+	t.Parallel() // mostly waits on leases and restarts
 	e := newEnv(t, registry.StoreOptions{})
 	e.run(t)
 	ctx := ctxT(t)
@@ -134,6 +135,7 @@ func TestLeaseExpiryRemovesInstanceAndReRegisterWorks(t *testing.T) {
 }
 
 func TestHeartbeatKeepsInstanceAlive(t *testing.T) {
+	t.Parallel() // mostly waits on leases and restarts
 	e := newEnv(t, registry.StoreOptions{})
 	ctx := ctxT(t)
 	res, err := e.store.Register(ctx, inst("beating", "10.0.0.3", withTTL(registry.MinTTLSeconds)))
@@ -145,8 +147,8 @@ func TestHeartbeatKeepsInstanceAlive(t *testing.T) {
 		t.Fatal(resp, err)
 	}
 	lease := clientv3.LeaseID(resp.Kvs[0].Lease)
-	// Heartbeat past two TTLs; the key must survive throughout.
-	for range 12 {
+	// Heartbeat for 8 s, well past the 5 s TTL; the key must survive throughout.
+	for range 8 {
 		if _, err := e.store.Heartbeat(ctx, "", "beating", res.ID); err != nil {
 			t.Fatalf("Heartbeat: %v", err)
 		}
@@ -162,6 +164,7 @@ func TestHeartbeatKeepsInstanceAlive(t *testing.T) {
 }
 
 func TestConcurrentRegistrationsOfSameInstance(t *testing.T) {
+	t.Parallel() // its own etcd
 	e := newEnv(t, registry.StoreOptions{})
 	ctx := ctxT(t)
 	const n = 16

@@ -162,6 +162,7 @@ func runClient(t *testing.T, c *client.Client) func() error {
 }
 
 func TestClientHeartbeatsAndDeregistersOnCancel(t *testing.T) {
+	t.Parallel() // mostly waits on leases and restarts
 	p := newPlane(t)
 	c, err := client.New(p.dial(), registration(), client.WithLogger(logger(t)))
 	if err != nil {
@@ -204,6 +205,7 @@ func TestClientHeartbeatsAndDeregistersOnCancel(t *testing.T) {
 }
 
 func TestClientReRegistersAfterLeaseExpired(t *testing.T) {
+	t.Parallel() // mostly waits on leases and restarts
 	p := newPlane(t)
 	reg := registration()
 	reg.InstanceID = "pod-1"
@@ -241,6 +243,7 @@ func TestClientReRegistersAfterLeaseExpired(t *testing.T) {
 // goes away long enough for the lease to expire, then comes back on the same
 // address; the client registers the instance again by itself.
 func TestClientReRegistersAfterServerRestart(t *testing.T) {
+	t.Parallel() // mostly waits on leases and restarts
 	p := newPlane(t)
 	c, err := client.New(p.dial(), registration(), client.WithLogger(logger(t)), client.WithBackoff(100*time.Millisecond, time.Second))
 	if err != nil {
