@@ -23,6 +23,10 @@ type Config struct {
 	// MaxBatchBytes is the largest accepted request body in bytes, after gzip decompression. Must be > 0.
 	// Bigger requests get 413 / RESOURCE_EXHAUSTED.
 	MaxBatchBytes int `json:"maxBatchBytes"`
+	// MaxInflightRequests bounds the requests being received and decoded at once, over both transports; further
+	// ones are refused like a full queue. Must be > 0. With MaxBatchBytes it bounds the memory of requests not yet
+	// queued (MaxInflightRequests × MaxBatchBytes at worst).
+	MaxInflightRequests int `json:"maxInflightRequests"`
 	// RetryAfter is the back-off hint sent with refusals (Retry-After header rounded up to whole seconds,
 	// gRPC RetryInfo). Zero means 1s.
 	RetryAfter time.Duration `json:"retryAfter"`
@@ -78,24 +82,25 @@ type Config struct {
 // Defaults returns the configuration used by `controlplane serve`.
 func Defaults() Config {
 	return Config{
-		OTLPGRPCAddr:      "127.0.0.1:4317",
-		OTLPHTTPAddr:      "127.0.0.1:4318",
-		QueueSpans:        64 * 1024,
-		QueueBytes:        64 << 20,
-		MaxBatchBytes:     8 << 20,
-		RetryAfter:        time.Second,
-		PairingWait:       2 * time.Second,
-		PairingMaxPending: 100_000,
-		MaxEdgeSeries:     2_000,
-		MaxSpanSeries:     10_000,
-		GraphWindow:       15 * time.Minute,
-		TraceStoreSpans:   200_000,
-		TraceStoreBytes:   128 << 20,
-		ForwardQueueSpans: 100_000,
-		ForwardQueueBytes: 64 << 20,
-		ForwardBatchSpans: 8_192,
-		ForwardTimeout:    10 * time.Second,
-		ForwardMaxBackoff: 30 * time.Second,
+		OTLPGRPCAddr:        "127.0.0.1:4317",
+		OTLPHTTPAddr:        "127.0.0.1:4318",
+		QueueSpans:          64 * 1024,
+		QueueBytes:          64 << 20,
+		MaxBatchBytes:       8 << 20,
+		MaxInflightRequests: 32,
+		RetryAfter:          time.Second,
+		PairingWait:         2 * time.Second,
+		PairingMaxPending:   100_000,
+		MaxEdgeSeries:       2_000,
+		MaxSpanSeries:       10_000,
+		GraphWindow:         15 * time.Minute,
+		TraceStoreSpans:     200_000,
+		TraceStoreBytes:     128 << 20,
+		ForwardQueueSpans:   100_000,
+		ForwardQueueBytes:   64 << 20,
+		ForwardBatchSpans:   8_192,
+		ForwardTimeout:      10 * time.Second,
+		ForwardMaxBackoff:   30 * time.Second,
 	}
 }
 
@@ -120,6 +125,7 @@ func (c Config) Validate() error {
 	positive("QueueSpans", int64(c.QueueSpans))
 	positive("QueueBytes", c.QueueBytes)
 	positive("MaxBatchBytes", int64(c.MaxBatchBytes))
+	positive("MaxInflightRequests", int64(c.MaxInflightRequests))
 	positive("PairingWait", int64(c.PairingWait))
 	positive("PairingMaxPending", int64(c.PairingMaxPending))
 	positive("MaxEdgeSeries", int64(c.MaxEdgeSeries))

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -72,6 +73,7 @@ func (t *Telemetry) newGRPCServer() *grpc.Server {
 	srv := grpc.NewServer(
 		grpc.ForceServerCodecV2(rawCodec{}),
 		grpc.MaxRecvMsgSize(t.cfg.MaxBatchBytes),
+		grpc.InTapHandle(t.tap),
 	)
 	srv.RegisterService(&grpc.ServiceDesc{
 		ServiceName: traceServiceName,
@@ -95,6 +97,29 @@ func (t *Telemetry) newGRPCServer() *grpc.Server {
 	return srv
 }
 
+// tap admits an Export stream before its message is read, so MaxInflightRequests bounds the memory of requests
+// being received. The slot is released when the stream's context ends, however the RPC ends.
+func (t *Telemetry) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if info.FullMethodName != exportMethod {
+		return ctx, nil
+	}
+	if !t.admit() {
+		t.metrics.refusedRequests.WithLabelValues(transportGRPC, "too_many_inflight").Inc()
+		return ctx, t.exhausted("telemetry: too many requests in flight, retry later")
+	}
+	context.AfterFunc(ctx, t.done1)
+	return ctx, nil
+}
+
+func (t *Telemetry) exhausted(msg string) error {
+	st, err := status.New(codes.ResourceExhausted, msg).
+		WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(t.cfg.retryAfter())})
+	if err != nil {
+		return status.Error(codes.ResourceExhausted, msg)
+	}
+	return st.Err()
+}
+
 func (t *Telemetry) exportGRPC(ctx context.Context, b *batch) (*coltracepb.ExportTraceServiceResponse, error) {
 	if t.cfg.Authenticate != nil {
 		token := ""
@@ -114,12 +139,7 @@ func (t *Telemetry) exportGRPC(ctx context.Context, b *batch) (*coltracepb.Expor
 	case errors.Is(err, errMalformed):
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, errQueueFull):
-		st, derr := status.New(codes.ResourceExhausted, "telemetry: receiver queue is full, retry later").
-			WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(t.cfg.retryAfter())})
-		if derr != nil {
-			return nil, status.Error(codes.ResourceExhausted, "telemetry: receiver queue is full, retry later")
-		}
-		return nil, st.Err()
+		return nil, t.exhausted("telemetry: receiver queue is full, retry later")
 	case errors.Is(err, errShuttingDown):
 		return nil, status.Error(codes.Unavailable, "telemetry: receiver is shutting down")
 	case err != nil:

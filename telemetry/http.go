@@ -57,6 +57,13 @@ func (t *Telemetry) handleOTLPHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if !t.admit() {
+		t.metrics.refusedRequests.WithLabelValues(transportHTTP, "too_many_inflight").Inc()
+		w.Header().Set("Retry-After", t.retryAfterSeconds())
+		writeStatus(w, isJSON, http.StatusTooManyRequests, codes.ResourceExhausted, "telemetry: too many requests in flight, retry later")
+		return
+	}
+	defer t.done1()
 	b := t.getBatch()
 	var err error
 	b.buf, err = t.readBody(w, r, b.buf)
@@ -90,11 +97,11 @@ func (t *Telemetry) handleOTLPHTTP(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, isJSON, http.StatusBadRequest, codes.InvalidArgument, err.Error())
 		return
 	case errors.Is(err, errQueueFull):
-		w.Header().Set("Retry-After", strconv.Itoa(int((t.cfg.retryAfter()+time.Second-1)/time.Second)))
+		w.Header().Set("Retry-After", t.retryAfterSeconds())
 		writeStatus(w, isJSON, http.StatusTooManyRequests, codes.ResourceExhausted, "telemetry: receiver queue is full, retry later")
 		return
 	case errors.Is(err, errShuttingDown):
-		w.Header().Set("Retry-After", strconv.Itoa(int((t.cfg.retryAfter()+time.Second-1)/time.Second)))
+		w.Header().Set("Retry-After", t.retryAfterSeconds())
 		writeStatus(w, isJSON, http.StatusServiceUnavailable, codes.Unavailable, "telemetry: receiver is shutting down")
 		return
 	case err != nil:
@@ -106,6 +113,11 @@ func (t *Telemetry) handleOTLPHTTP(w http.ResponseWriter, r *http.Request) {
 		resp.PartialSuccess = &coltracepb.ExportTracePartialSuccess{RejectedSpans: int64(rejected), ErrorMessage: reason}
 	}
 	writeMessage(w, isJSON, http.StatusOK, resp)
+}
+
+// retryAfterSeconds is RetryAfter as a Retry-After value: whole seconds, rounded up.
+func (t *Telemetry) retryAfterSeconds() string {
+	return strconv.Itoa(int((t.cfg.retryAfter() + time.Second - 1) / time.Second))
 }
 
 // readBody reads the request body into buf, inflating gzip, and enforces MaxBatchBytes on both the transferred and

@@ -27,7 +27,7 @@ func newIntakeMetrics(reg prometheus.Registerer) (*intakeMetrics, error) {
 		}, []string{"transport", "reason"}),
 		refusedRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshplane_telemetry_refused_requests_total",
-			Help: "OTLP requests refused before decoding, by reason (too_large, unauthenticated, unsupported_media_type).",
+			Help: "OTLP requests refused before decoding, by reason (too_large, too_many_inflight, unauthenticated, unsupported_media_type).",
 		}, []string{"transport", "reason"}),
 		malformed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshplane_telemetry_malformed_requests_total",

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +44,8 @@ type Telemetry struct {
 	metrics *intakeMetrics
 	now     func() time.Time
 	pool    sync.Pool
+
+	inflight atomic.Int64 // requests being received or decoded
 
 	qmu     sync.Mutex
 	qSpans  int
@@ -229,6 +232,17 @@ func (t *Telemetry) accept(b *batch) error {
 	t.queue <- b // never blocks: the channel holds QueueSpans+1 batches, each of at least one span
 	return nil
 }
+
+// admit counts one more request in flight, or reports false when MaxInflightRequests are already.
+func (t *Telemetry) admit() bool {
+	if t.inflight.Add(1) > int64(t.cfg.MaxInflightRequests) {
+		t.inflight.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (t *Telemetry) done1() { t.inflight.Add(-1) }
 
 // queueLen reports the spans and bytes accepted but not yet aggregated.
 func (t *Telemetry) queueLen() (int, int64) {
