@@ -38,19 +38,31 @@ func clientListener(name string) *listenerv3.Listener {
 // server also uses it to answer a server listening on 0.0.0.0 or [::], whose
 // address is in no registration.
 func ServerListener(ip string, port uint32) *listenerv3.Listener {
+	return serverListener(ip, port, serverFilterChain())
+}
+
+// serverListener is ServerListener with a given filter chain, so Translate
+// can build the (identical) chain once and clone it for every server.
+func serverListener(ip string, port uint32, chain *listenerv3.FilterChain) *listenerv3.Listener {
+	return &listenerv3.Listener{
+		Name:             ServerListenerName(ip, port),
+		Address:          socketAddress(ip, port),
+		TrafficDirection: corev3.TrafficDirection_INBOUND,
+		FilterChains:     []*listenerv3.FilterChain{chain},
+	}
+}
+
+// serverFilterChain accepts every RPC: an HTTP connection manager with an
+// inline route configuration (non_forwarding_action) and the router filter.
+func serverFilterChain() *listenerv3.FilterChain {
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix:     "grpc_server",
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: serverRoute()},
 		HttpFilters:    []*hcmv3.HttpFilter{routerFilter()},
 	}
-	return &listenerv3.Listener{
-		Name:             ServerListenerName(ip, port),
-		Address:          socketAddress(ip, port),
-		TrafficDirection: corev3.TrafficDirection_INBOUND,
-		FilterChains: []*listenerv3.FilterChain{{
-			Name:    "grpc_server",
-			Filters: []*listenerv3.Filter{hcmFilter(hcm)},
-		}},
+	return &listenerv3.FilterChain{
+		Name:    "grpc_server",
+		Filters: []*listenerv3.Filter{hcmFilter(hcm)},
 	}
 }
 

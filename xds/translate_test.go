@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -291,4 +292,50 @@ func FuzzTranslate(f *testing.F) {
 			t.Fatalf("TranslateSidecar output does not validate: %v", err)
 		}
 	})
+}
+
+// benchInput is a mesh of n services with m instances each, one GRPC port,
+// spread over three zones.
+func benchInput(n, m int) Input {
+	var in Input
+	ports := []registry.Port{{Name: "grpc", Port: 50051, Protocol: registry.ProtocolGRPC}}
+	for i := 0; i < n; i++ {
+		svc := registry.Service{Name: fmt.Sprintf("svc-%04d", i), Namespace: "bench", Ports: ports}
+		for j := 0; j < m; j++ {
+			svc.Instances = append(svc.Instances, registry.Instance{
+				ID: fmt.Sprintf("i-%02d", j), Service: svc.Name, Namespace: "bench",
+				Address: fmt.Sprintf("10.%d.%d.%d", i/256, i%256, j+1), Ports: ports,
+				Locality: registry.Locality{Zone: fmt.Sprintf("z%d", j%3)}, Weight: uint32(j%3 + 1),
+				Health: registry.HealthServing,
+			})
+		}
+		in.Services = append(in.Services, svc)
+	}
+	return in
+}
+
+// BenchmarkTranslate measures one full translation of 1,000 services × 10
+// instances (the size XDS_NOTES.md's figures use).
+func BenchmarkTranslate(b *testing.B) {
+	in := benchInput(1000, 10)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Translate(in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkValidate measures validating that translation.
+func BenchmarkValidate(b *testing.B) {
+	res, err := Translate(benchInput(1000, 10))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := Validate(res); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

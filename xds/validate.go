@@ -89,10 +89,7 @@ func Validate(res *Resources) error {
 	for _, e := range res.Endpoints {
 		v.resource("endpoints", e.GetClusterName(), e)
 	}
-	if len(v.errs) > maxValidateErrors {
-		v.errs = append(v.errs[:maxValidateErrors], fmt.Errorf("xds: validate: %d more problems", len(v.errs)-maxValidateErrors))
-	}
-	return errors.Join(v.errs...)
+	return v.err()
 }
 
 // ValidateMessage runs ValidateAll on m and on every message packed in a
@@ -109,7 +106,7 @@ func ValidateMessage(m proto.Message) error {
 		name = n.GetName()
 	}
 	v.resource(string(m.ProtoReflect().Descriptor().FullName()), name, m)
-	return errors.Join(v.errs...)
+	return v.err()
 }
 
 // validator collects problems while walking resources. routes, clusters and
@@ -118,7 +115,88 @@ type validator struct {
 	routes, clusters, endpoints map[string]bool
 	// kind and name identify the resource being walked.
 	kind, name string
-	errs       []error
+	errs       []problem
+	// anys memoises the problems found inside each distinct packed message
+	// (type URL + bytes), with paths relative to the Any: thousands of
+	// resources carry identical HTTP connection managers, and unpacking
+	// each costs more than everything else.
+	anys map[string][]problem
+	// deep memoises, per message type, whether it can hold anything walk
+	// acts on (an Any or a type check handles); other sub-messages are
+	// covered by their parent's ValidateAll and skipped.
+	deep map[protoreflect.FullName]bool
+}
+
+// isCheckedType reports whether check inspects messages of this type (Any
+// is unpacked by sub).
+func isCheckedType(n protoreflect.FullName) bool {
+	switch n {
+	case "google.protobuf.Any",
+		"envoy.config.cluster.v3.Cluster",
+		"envoy.config.endpoint.v3.ClusterLoadAssignment",
+		"envoy.config.route.v3.RetryPolicy",
+		"envoy.config.route.v3.RouteAction",
+		"envoy.config.core.v3.GrpcService.EnvoyGrpc",
+		"envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+		"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager":
+		return true
+	}
+	return false
+}
+
+// needsWalk reports whether a message of type md can contain an Any or a
+// checked type. During recursion a type counts as deep, which is safe for
+// cyclic types.
+func (v *validator) needsWalk(md protoreflect.MessageDescriptor) bool {
+	if d, ok := v.deep[md.FullName()]; ok {
+		return d
+	}
+	if v.deep == nil {
+		v.deep = map[protoreflect.FullName]bool{}
+	}
+	if isCheckedType(md.FullName()) {
+		v.deep[md.FullName()] = true
+		return true
+	}
+	v.deep[md.FullName()] = true
+	deep := false
+	fields := md.Fields()
+	for i := 0; i < fields.Len() && !deep; i++ {
+		fd := fields.Get(i)
+		if fd.IsMap() {
+			fd = fd.MapValue()
+		}
+		if isMessage(fd) && v.needsWalk(fd.Message()) {
+			deep = true
+		}
+	}
+	v.deep[md.FullName()] = deep
+	return deep
+}
+
+// problem is one finding; kind and name are filled when it is reported.
+type problem struct {
+	kind, name, path, msg string
+}
+
+func (v *validator) err() error {
+	errs := make([]error, 0, min(len(v.errs), maxValidateErrors+1))
+	for i, p := range v.errs {
+		if i == maxValidateErrors {
+			errs = append(errs, fmt.Errorf("xds: validate: %d more problems", len(v.errs)-maxValidateErrors))
+			break
+		}
+		path := p.path
+		if path == "" {
+			path = "(root)"
+		}
+		if p.kind == "" {
+			errs = append(errs, fmt.Errorf("xds: validate: %s", p.msg))
+			continue
+		}
+		errs = append(errs, fmt.Errorf("xds: validate: %s %q: %s: %s", p.kind, p.name, path, p.msg))
+	}
+	return errors.Join(errs...)
 }
 
 func names[T any](items []T, name func(T) string) []string {
@@ -134,19 +212,16 @@ func (v *validator) checkNames(kind string, ns []string) {
 	for i, n := range ns {
 		switch {
 		case n == "":
-			v.errs = append(v.errs, fmt.Errorf("xds: validate: %s #%d: empty name", kind, i))
+			v.errs = append(v.errs, problem{msg: fmt.Sprintf("%s #%d: empty name", kind, i)})
 		case seen[n]:
-			v.errs = append(v.errs, fmt.Errorf("xds: validate: %s %q: duplicate name", kind, n))
+			v.errs = append(v.errs, problem{msg: fmt.Sprintf("%s %q: duplicate name", kind, n)})
 		}
 		seen[n] = true
 	}
 }
 
 func (v *validator) fail(path, format string, args ...any) {
-	if path == "" {
-		path = "(root)"
-	}
-	v.errs = append(v.errs, fmt.Errorf("xds: validate: %s %q: %s: %s", v.kind, v.name, path, fmt.Sprintf(format, args...)))
+	v.errs = append(v.errs, problem{kind: v.kind, name: v.name, path: path, msg: fmt.Sprintf(format, args...)})
 }
 
 // resource validates one top-level resource.
@@ -175,21 +250,33 @@ func (v *validator) message(path string, m protoreflect.Message) {
 // order, so errors come out deterministically).
 func (v *validator) walk(path string, m protoreflect.Message) {
 	v.check(path, m.Interface())
-	fields := m.Descriptor().Fields()
-	for i := 0; i < fields.Len(); i++ {
-		fd := fields.Get(i)
-		if !m.Has(fd) {
-			continue
+	type field struct {
+		fd  protoreflect.FieldDescriptor
+		val protoreflect.Value
+	}
+	var fields []field
+	// Range visits only populated fields, far cheaper than Has on each.
+	m.Range(func(fd protoreflect.FieldDescriptor, val protoreflect.Value) bool {
+		sub := fd
+		if fd.IsMap() {
+			sub = fd.MapValue()
 		}
+		if isMessage(sub) && v.needsWalk(sub.Message()) {
+			fields = append(fields, field{fd, val})
+		}
+		return true
+	})
+	slices.SortFunc(fields, func(a, b field) int { return cmp.Compare(a.fd.Number(), b.fd.Number()) })
+	for _, f := range fields {
+		fd, val := f.fd, f.val
 		p := join(path, string(fd.Name()))
-		val := m.Get(fd)
 		switch {
-		case fd.IsList() && isMessage(fd):
+		case fd.IsList():
 			l := val.List()
 			for j := 0; j < l.Len(); j++ {
 				v.sub(p+"["+strconv.Itoa(j)+"]", l.Get(j).Message())
 			}
-		case fd.IsMap() && isMessage(fd.MapValue()):
+		case fd.IsMap():
 			mp := val.Map()
 			keys := make([]protoreflect.MapKey, 0, mp.Len())
 			mp.Range(func(k protoreflect.MapKey, _ protoreflect.Value) bool {
@@ -200,7 +287,7 @@ func (v *validator) walk(path string, m protoreflect.Message) {
 			for _, k := range keys {
 				v.sub(p+"["+strconv.Quote(k.String())+"]", mp.Get(k).Message())
 			}
-		case !fd.IsList() && !fd.IsMap() && isMessage(fd):
+		default:
 			v.sub(p, val.Message())
 		}
 	}
@@ -217,12 +304,28 @@ func (v *validator) sub(path string, m protoreflect.Message) {
 		v.walk(path, m)
 		return
 	}
+	key := a.GetTypeUrl() + "\x00" + string(a.GetValue())
+	if found, ok := v.anys[key]; ok {
+		for _, p := range found {
+			v.errs = append(v.errs, problem{kind: v.kind, name: v.name, path: path + p.path, msg: p.msg})
+		}
+		return
+	}
+	start := len(v.errs)
 	inner, err := a.UnmarshalNew()
 	if err != nil {
 		v.fail(path, "unpack %s: %v", a.GetTypeUrl(), err)
-		return
+	} else {
+		v.message(path+"("+string(inner.ProtoReflect().Descriptor().FullName())+")", inner.ProtoReflect())
 	}
-	v.message(path+"("+string(inner.ProtoReflect().Descriptor().FullName())+")", inner.ProtoReflect())
+	if v.anys == nil {
+		v.anys = map[string][]problem{}
+	}
+	found := make([]problem, 0, len(v.errs)-start)
+	for _, p := range v.errs[start:] {
+		found = append(found, problem{path: strings.TrimPrefix(p.path, path), msg: p.msg})
+	}
+	v.anys[key] = found
 }
 
 func join(path, field string) string {

@@ -375,3 +375,26 @@ func TestValidateCapsErrors(t *testing.T) {
 		t.Fatalf("Validate = %v, want a capped list", err)
 	}
 }
+
+// Identical packed messages are checked once; each resource carrying one
+// must still get its own, correctly named, error.
+func TestValidateRepeatedAny(t *testing.T) {
+	res := &Resources{}
+	for _, ip := range []string{"10.0.0.1", "10.0.0.2"} {
+		l := ServerListener(ip, 50051)
+		editAny(t, l.FilterChains[0].Filters[0].GetTypedConfig(), func(h *hcmv3.HttpConnectionManager) { h.StatPrefix = "" })
+		res.Listeners = append(res.Listeners, l)
+	}
+	err := Validate(res)
+	if err == nil {
+		t.Fatal("Validate accepted listeners without stat_prefix")
+	}
+	for _, want := range []string{
+		`listener "grpc/server?xds.resource.listening_address=10.0.0.1:50051": filter_chains[0].filters[0].typed_config(envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager)`,
+		`listener "grpc/server?xds.resource.listening_address=10.0.0.2:50051": filter_chains[0].filters[0].typed_config(envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager)`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not contain %q:\n%v", want, err)
+		}
+	}
+}
