@@ -58,8 +58,10 @@ type InboundPort struct {
 // Resources is a translation's output, each slice sorted by resource name.
 //
 // Translate fills every field with node-independent resources, shared by all
-// data planes. TranslateSidecar fills only Listeners and Clusters, with the
-// resources specific to one Envoy sidecar (inbound listener, local app cluster).
+// data planes. TranslateSidecar fills only EnvoyListeners and Clusters, with
+// the resources specific to one Envoy sidecar (inbound listeners, local app
+// clusters). Validate checks references across the slices, so validate a
+// sidecar's resources merged with the shared ones (Merge).
 type Resources struct {
 	// Listeners are the proxyless gRPC Listeners: client api_listeners named
 	// "name.namespace" and "name.namespace:port", and xDS-server Listeners named
