@@ -235,6 +235,13 @@ func (a *aggregator) redLocked(s *spanRec, durMs float64) {
 	ser.hist.observe(&a.msBounds, durMs)
 }
 
+// expire runs the pairing expiry on its own (the aggregation goroutine's ticker), for quiet periods.
+func (a *aggregator) expire(now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.expireLocked(now.UnixNano())
+}
+
 // pairLocked follows the servicegraph connector: a CLIENT (or PRODUCER) span is stored under its own span id, a
 // SERVER (or CONSUMER) span under its parent's; when both halves are present the edge is complete.
 func (a *aggregator) pairLocked(s *spanRec, durSec float64, nowNs int64) {

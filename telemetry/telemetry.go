@@ -332,9 +332,3 @@ func (t *Telemetry) ingest(b *batch, transport string) (rejected int, reason str
 	t.metrics.accepted.WithLabelValues(transport).Add(float64(n))
 	return res.rejected, res.reason, nil
 }
-
-func (a *aggregator) expire(now time.Time) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.expireLocked(now.UnixNano())
-}
