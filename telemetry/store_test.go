@@ -1,6 +1,10 @@
 package telemetry
 
 import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -121,5 +125,43 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("error %v, want one naming %s", err, tc.field)
 			}
 		})
+	}
+}
+
+// TestTraceStoreEvictionOverHTTP fills a small store through the receiver: evictions show on /metrics, the oldest
+// trace is gone (404) and the newest is served.
+func TestTraceStoreEvictionOverHTTP(t *testing.T) {
+	cfg := testConfig()
+	cfg.TraceStoreSpans = 50
+	h := newHarness(t, cfg)
+	h.start(t)
+	req := pairRequest("fe", "be", 100, 1, 0) // 50 traces of 2 spans
+	body, _ := proto.Marshal(req)
+	resp, err := http.Post("http://"+h.tel.OTLPHTTPAddr()+"/v1/traces", ctProtobuf, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	eventually(t, "evictions on /metrics", func() (bool, string) {
+		fams := h.scrape(t)
+		ev, _ := metricValue(fams, "meshplane_telemetry_trace_store_evicted_spans_total", map[string]string{})
+		held, _ := metricValue(fams, "meshplane_telemetry_trace_store_spans", map[string]string{})
+		return ev == 50 && held == 50, fmt.Sprintf("evicted %v held %v", ev, held)
+	})
+	// Client spans come first in the request, so the first traces lost their client span but keep the server one;
+	// the stored spans are the 50 server spans.
+	spans := req.ResourceSpans[1].ScopeSpans[0].Spans
+	var tr Trace
+	if code := h.getJSON(t, "/api/v1/traces/"+hex.EncodeToString(spans[49].TraceId), &tr); code != 200 || len(tr.Spans) != 1 || tr.Spans[0].Service != "be" {
+		t.Errorf("newest trace: status %d, %+v", code, tr)
+	}
+	var list TraceList
+	h.getJSON(t, "/api/v1/traces?limit=1000", &list)
+	if len(list.Traces) != 50 {
+		t.Errorf("listed %d traces, want 50", len(list.Traces))
+	}
+	h2 := newHarness(t, cfg) // a store that never saw the trace answers 404
+	if code := h2.getJSON(t, "/api/v1/traces/"+hex.EncodeToString(spans[0].TraceId), nil); code != 404 {
+		t.Errorf("unknown trace: status %d", code)
 	}
 }
