@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -89,4 +90,80 @@ func scrape(ctx context.Context, client *http.Client, url string) (Metrics, erro
 		return nil, fmt.Errorf("harness: scrape %s: status %s", url, resp.Status)
 	}
 	return ParseMetrics(resp.Body)
+}
+
+// Buckets is a cumulative histogram: upper bound → count of observations at
+// or below it.
+type Buckets map[float64]float64
+
+// Histogram returns the buckets of a histogram's series whose labels contain
+// every one of match (e.g. `type="eds"`).
+func (m Metrics) Histogram(name string, match ...string) Buckets {
+	prefix := name + "_bucket{"
+	b := Buckets{}
+series:
+	for series, v := range m {
+		if !strings.HasPrefix(series, prefix) {
+			continue
+		}
+		for _, want := range match {
+			if !strings.Contains(series, want) {
+				continue series
+			}
+		}
+		i := strings.Index(series, `le="`)
+		if i < 0 {
+			continue
+		}
+		rest := series[i+4:]
+		j := strings.IndexByte(rest, '"')
+		if j < 0 {
+			continue
+		}
+		le, err := strconv.ParseFloat(rest[:j], 64) // "+Inf" parses too
+		if err != nil {
+			continue
+		}
+		b[le] += v
+	}
+	return b
+}
+
+// Sub is b − before, bucket by bucket.
+func (b Buckets) Sub(before Buckets) Buckets {
+	out := Buckets{}
+	for le, v := range b {
+		out[le] = v - before[le]
+	}
+	return out
+}
+
+// Add adds other into b.
+func (b Buckets) Add(other Buckets) {
+	for le, v := range other {
+		b[le] += v
+	}
+}
+
+// Quantile is the upper bound of the first bucket holding at least q of the
+// observations (q in 0..1), and the total count; 0, 0 when empty.
+func (b Buckets) Quantile(q float64) (bound, total float64) {
+	les := make([]float64, 0, len(b))
+	for le := range b {
+		les = append(les, le)
+	}
+	slices.Sort(les)
+	if len(les) == 0 {
+		return 0, 0
+	}
+	total = b[les[len(les)-1]]
+	if total <= 0 {
+		return 0, 0
+	}
+	for _, le := range les {
+		if b[le] >= q*total {
+			return le, total
+		}
+	}
+	return les[len(les)-1], total
 }

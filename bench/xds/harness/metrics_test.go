@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"math"
 	"strings"
 	"testing"
 )
@@ -70,4 +71,40 @@ func FuzzParseMetrics(f *testing.F) {
 			_ = m.Has(series)
 		}
 	})
+}
+
+func TestHistogram(t *testing.T) {
+	before, err := ParseMetrics(strings.NewReader(`h_bucket{type="eds",le="0.01"} 1
+h_bucket{type="eds",le="0.1"} 2
+h_bucket{type="eds",le="+Inf"} 2
+h_bucket{type="cds",le="0.01"} 50
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := ParseMetrics(strings.NewReader(`h_bucket{type="eds",le="0.01"} 51
+h_bucket{type="eds",le="0.1"} 101
+h_bucket{type="eds",le="+Inf"} 102
+h_bucket{type="cds",le="0.01"} 70
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := after.Histogram("h", `type="eds"`).Sub(before.Histogram("h", `type="eds"`))
+	tests := map[string]struct {
+		q, bound float64
+	}{
+		"p50 in the first bucket": {0.5, 0.01},
+		"p90 in the second":       {0.9, 0.1},
+		"p100 in +Inf":            {1, math.Inf(1)},
+	}
+	for name, tc := range tests {
+		bound, total := d.Quantile(tc.q)
+		if bound != tc.bound || total != 100 {
+			t.Errorf("%s: Quantile(%v) = %v, %v; want %v, 100", name, tc.q, bound, total, tc.bound)
+		}
+	}
+	if bound, total := (Buckets{}).Quantile(0.5); bound != 0 || total != 0 {
+		t.Errorf("empty Quantile = %v, %v", bound, total)
+	}
 }

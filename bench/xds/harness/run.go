@@ -242,6 +242,8 @@ func runRound(ctx context.Context, cfg Config, srv *server, reg *registry, lp *l
 	pushes := `meshplane_xds_pushes_total{type="eds"}`
 	rd.EDSPushes = m1[pushes] - m0[pushes]
 	rd.Publish = time.Duration((m1.Sum("meshplane_xds_publish_duration_seconds_sum") - m0.Sum("meshplane_xds_publish_duration_seconds_sum")) * float64(time.Second))
+	conv := "meshplane_xds_convergence_seconds"
+	rd.ServerConvergence = m1.Histogram(conv, `type="eds"`).Sub(m0.Histogram(conv, `type="eds"`))
 	rd.Publishes = m1.Sum("meshplane_xds_publish_duration_seconds_count") - m0.Sum("meshplane_xds_publish_duration_seconds_count")
 	for _, at := range ev.ScopedAckNs {
 		rd.Scoped = append(rd.Scoped, time.Unix(0, at).Sub(rd.Start))

@@ -60,6 +60,10 @@ type Round struct {
 	// Publishes how many publishes that was.
 	Publish   time.Duration `json:"publish"`
 	Publishes float64       `json:"publishes"`
+	// ServerConvergence is the server's own view over the window:
+	// meshplane_xds_convergence_seconds{type="eds"} (from publishing a
+	// changed resource to each data plane's ACK), as bucket deltas.
+	ServerConvergence Buckets `json:"-"`
 }
 
 // Result is one benchmark run: one client count.
@@ -218,6 +222,15 @@ func WriteTable(w io.Writer, results []*Result) {
 		fmt.Fprintf(&b, "- %d + %d clients: %d rounds, %d samples, %d missing; scoped p50/p99/max %s/%s/%s, wildcard %s/%s/%s; ",
 			r.Scoped, r.Wildcard, len(r.Rounds), r.All.Count, missing,
 			ms(r.ScopedL.P50), ms(r.ScopedL.P99), ms(r.ScopedL.Max), ms(r.WildL.P50), ms(r.WildL.P99), ms(r.WildL.Max))
+		conv := Buckets{}
+		for _, rd := range r.Rounds {
+			conv.Add(rd.ServerConvergence)
+		}
+		if p50, n := conv.Quantile(0.5); n > 0 {
+			p99, _ := conv.Quantile(0.99)
+			fmt.Fprintf(&b, "server-side EDS convergence (publish → ACK, histogram buckets) p50 ≤ %s, p99 ≤ %s over %.0f ACKs; ",
+				bound(p50), bound(p99), n)
+		}
 		pub, pubs := r.publishPerChange()
 		fmt.Fprintf(&b, "server CPU per change %s, EDS pushes per change %.0f, publishes per change %.1f taking %s (translate+validate+build), load generator CPU per change %s; ",
 			ms(cpu), pushes, pubs, ms(pub), ms(load))
@@ -238,3 +251,11 @@ func WriteTable(w io.Writer, results []*Result) {
 }
 
 func mib(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
+
+// bound prints a histogram bucket bound in milliseconds.
+func bound(seconds float64) string {
+	if math.IsInf(seconds, 1) {
+		return "+Inf"
+	}
+	return ms(time.Duration(seconds * float64(time.Second)))
+}
