@@ -19,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -107,7 +108,13 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer, onReady func(Bound
 		DialTimeout:          5 * time.Second,
 		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: 5 * time.Second,
-		Logger:               zap.NewNop(),
+		// gRPC's default reconnect backoff grows to two minutes; after an etcd
+		// outage the registry should be back within a second or two.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: 2 * time.Second,
+		})},
+		Logger: zap.NewNop(),
 	})
 	if err != nil {
 		return fmt.Errorf("etcd client: %w", err)
@@ -116,7 +123,7 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer, onReady func(Bound
 
 	store, err := registry.NewStore(cli, registry.StoreOptions{
 		Prefix:         cfg.EtcdPrefix,
-		Logger:         logger.With("component", "registry"),
+		Logger:         logger,
 		Registerer:     reg,
 		RequestTimeout: cfg.EtcdRequestTimeout,
 		TracerProvider: tp,
@@ -125,7 +132,7 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer, onReady func(Bound
 		return err
 	}
 	xdsServer, err := xds.NewServer(xds.ServerOptions{
-		Logger:         logger.With("component", "xds"),
+		Logger:         logger,
 		Registerer:     reg,
 		HoldOff:        cfg.XDSHoldOff,
 		MaxDelay:       cfg.XDSMaxDelay,
@@ -146,7 +153,7 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer, onReady func(Bound
 
 	grpcServer := grpc.NewServer(xds.GRPCServerOptions()...)
 	xdsServer.Register(grpcServer)
-	registry.NewServer(store, logger.With("component", "registry")).RegisterGRPC(grpcServer)
+	registry.NewServer(store, logger).RegisterGRPC(grpcServer)
 	healthServer := health.NewServer()
 	healthpb.RegisterHealthServer(grpcServer, healthServer)
 	reflection.Register(grpcServer)

@@ -215,8 +215,11 @@ func newXDSClient(t *testing.T, cp *controlPlane, nodeID, target string) testgrp
 	return testgrpc.NewTestServiceClient(conn)
 }
 
+// testClient is the interop TestService client the tests call through.
+type testClient = testgrpc.TestServiceClient
+
 // spread makes n calls and counts the answers by backend name.
-func spread(ctx context.Context, c testgrpc.TestServiceClient, n int) (map[string]int, error) {
+func spread(ctx context.Context, c testClient, n int) (map[string]int, error) {
 	counts := map[string]int{}
 	for range n {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
