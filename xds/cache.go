@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"maps"
 	"strconv"
 	"sync"
@@ -60,19 +59,30 @@ func newEntry(typeURL, name string, r proto.Message) (*entry, error) {
 func stateVersion(known map[string]string) string {
 	var sum uint64
 	for name, v := range known {
-		h := fnv.New64a()
-		h.Write([]byte(name))
-		h.Write([]byte{0})
-		h.Write([]byte(v))
-		sum += h.Sum64()
+		sum += fnv64a(fnv64a(fnv64a(fnvOffset, name), "\x00"), v)
 	}
 	return strconv.FormatUint(sum, 16) + "." + strconv.Itoa(len(known))
 }
 
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// fnv64a continues an FNV-1a hash over s without allocating.
+func fnv64a(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime
+	}
+	return h
+}
+
 // cacheWatch is one open watch: one per stream and type.
 type cacheWatch struct {
-	node  string // node ID whose layer this watch sees; "" for shared only
-	sub   cachev3.Subscription
+	node     string // node ID whose layer this watch sees; "" for shared only
+	wildcard bool
+	sub      cachev3.Subscription
 	known map[string]string // overrides sub.ReturnedResources after a resumed SotW stream
 
 	sotwReq  *cachev3.Request
@@ -99,6 +109,10 @@ func (w *cacheWatch) returned() map[string]string {
 type typeCache struct {
 	typeURL   string // "" accepts any type and holds nothing
 	fullState bool   // SotW responses carry every subscribed resource (LDS, CDS)
+	// envoyWildcard makes every Envoy sidecar's subscription wildcard, even
+	// when a reconnecting Envoy lists the names it had (a known Envoy bug
+	// that then loses every cluster added later).
+	envoyWildcard bool
 
 	lastChange atomic.Int64 // unix nanos of the last change applied
 
@@ -263,6 +277,7 @@ func (c *typeCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, 
 		return nil, fmt.Errorf("xds: request type %s does not match cache type %s", req.GetTypeUrl(), c.typeURL)
 	}
 	w := &cacheWatch{node: watchNode(req.GetNode()), sub: sub, sotwReq: req, sotwCh: ch}
+	w.wildcard = sub.IsWildcard() || (c.envoyWildcard && w.node != "")
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// The first request of a stream may resume state held from another
@@ -290,11 +305,12 @@ func (c *typeCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subs
 		return nil, fmt.Errorf("xds: request type %s does not match cache type %s", req.GetTypeUrl(), c.typeURL)
 	}
 	w := &cacheWatch{node: watchNode(req.GetNode()), sub: sub, deltaReq: req, deltaCh: ch}
+	w.wildcard = sub.IsWildcard() || (c.envoyWildcard && w.node != "")
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// A wildcard subscriber expects an answer to its first request even when
 	// empty, to finish initialising.
-	if c.respondLocked(w, sub.IsWildcard() && req.GetResponseNonce() == "") {
+	if c.respondLocked(w, w.wildcard && req.GetResponseNonce() == "") {
 		return func() {}, nil
 	}
 	return c.trackLocked(w), nil
@@ -308,7 +324,7 @@ func (c *typeCache) Fetch(context.Context, *cachev3.Request) (cachev3.Response, 
 // currentLocked is the name → version map of what the watch subscribes to.
 func (c *typeCache) currentLocked(w *cacheWatch) map[string]string {
 	cur := map[string]string{}
-	if w.sub.IsWildcard() {
+	if w.wildcard {
 		c.visibleLocked(w.node, func(e *entry) { cur[e.name] = e.version })
 		return cur
 	}
@@ -331,7 +347,7 @@ func (c *typeCache) respondLocked(w *cacheWatch, replyEmpty bool) bool {
 			changed = append(changed, e)
 		}
 	}
-	if w.sub.IsWildcard() {
+	if w.wildcard {
 		c.visibleLocked(w.node, func(e *entry) { consider(e.name, e) })
 		for name := range known {
 			if c.lookupLocked(w.node, name) == nil {
@@ -424,7 +440,7 @@ func (c *typeCache) respondDeltaLocked(w *cacheWatch, known map[string]string, c
 }
 
 func (c *typeCache) trackLocked(w *cacheWatch) func() {
-	if w.sub.IsWildcard() {
+	if w.wildcard {
 		c.wildcard[w] = struct{}{}
 	} else {
 		for name := range w.sub.SubscribedResources() {
@@ -444,7 +460,7 @@ func (c *typeCache) trackLocked(w *cacheWatch) func() {
 }
 
 func (c *typeCache) removeLocked(w *cacheWatch) {
-	if w.sub.IsWildcard() {
+	if w.wildcard {
 		delete(c.wildcard, w)
 		return
 	}
@@ -543,6 +559,8 @@ func newCaches() *caches {
 		endpoints:      newTypeCache(resourcev3.EndpointType),
 		other:          newTypeCache(""),
 	}
+	c.listenersEnvoy.envoyWildcard = true
+	c.clusters.envoyWildcard = true
 	c.mux = &cachev3.MuxCache{
 		Classify: func(r *cachev3.Request) string { return classify(r.GetTypeUrl(), r.GetNode()) },
 		ClassifyDelta: func(r *cachev3.DeltaRequest) string {

@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -94,6 +95,10 @@ func ParseNode(n *corev3.Node) (NodeInfo, error) {
 	}
 	if info.Kind != KindEnvoy {
 		return info, nil
+	}
+	if info.ID == "" {
+		// Sidecar resources are kept per node ID.
+		return info, errors.New("xds: node id: empty; an Envoy sidecar needs one (--service-node or node.id)")
 	}
 	if v := fields[MetaService]; v != nil && v.GetStringValue() != "" {
 		name, ns, err := parseServiceRef(v.GetStringValue())

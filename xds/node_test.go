@@ -43,6 +43,7 @@ func TestParseNode(t *testing.T) {
 			node: envoyNode("g", map[string]any{MetaKind: "grpc", MetaInboundPorts: "x"}),
 			want: NodeInfo{ID: "g", Kind: KindGRPC, UserAgent: "envoy"},
 		},
+		"envoy without id":   {node: envoyNode("", nil), wantErr: "node id"},
 		"unknown kind":       {node: envoyNode("x", map[string]any{MetaKind: "router"}), wantErr: MetaKind},
 		"bad service":        {node: envoyNode("x", map[string]any{MetaService: "Api.shop"}), wantErr: MetaService},
 		"bad namespace":      {node: envoyNode("x", map[string]any{MetaService: "api.-shop"}), wantErr: MetaService},

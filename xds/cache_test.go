@@ -1,0 +1,135 @@
+package xds
+
+import (
+	"testing"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+)
+
+func TestCacheEntryVersionIsContentHash(t *testing.T) {
+	a1, err := newEntry(resourcev3.EndpointType, "a", cla("a", 1, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, _ := newEntry(resourcev3.EndpointType, "a", cla("a", 1, 2))
+	a3, _ := newEntry(resourcev3.EndpointType, "a", cla("a", 1, 3))
+	if a1.version != a2.version {
+		t.Fatal("equal content, different versions")
+	}
+	if a1.version == a3.version {
+		t.Fatal("different content, same version")
+	}
+}
+
+func TestCacheStateVersion(t *testing.T) {
+	tests := map[string]struct {
+		a, b  map[string]string
+		equal bool
+	}{
+		"same set":              {a: map[string]string{"x": "1", "y": "2"}, b: map[string]string{"y": "2", "x": "1"}, equal: true},
+		"empty":                 {a: map[string]string{}, b: nil, equal: true},
+		"other version":         {a: map[string]string{"x": "1"}, b: map[string]string{"x": "2"}},
+		"swapped":               {a: map[string]string{"x": "1", "y": "2"}, b: map[string]string{"x": "2", "y": "1"}},
+		"name/version boundary": {a: map[string]string{"ab": "c"}, b: map[string]string{"a": "bc"}},
+		"subset":                {a: map[string]string{"x": "1"}, b: map[string]string{"x": "1", "y": "2"}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := stateVersion(tc.a) == stateVersion(tc.b); got != tc.equal {
+				t.Fatalf("stateVersion(%v) == stateVersion(%v) is %v, want %v", tc.a, tc.b, got, tc.equal)
+			}
+		})
+	}
+}
+
+func TestCacheSetPublishesOnlyChanges(t *testing.T) {
+	c := newTypeCache(resourcev3.EndpointType)
+	build := func(ports map[string]uint32) map[string]*entry {
+		out := map[string]*entry{}
+		for name, p := range ports {
+			e, err := newEntry(resourcev3.EndpointType, name, cla(name, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[name] = e
+		}
+		return out
+	}
+	if ch, rm := c.set("", build(map[string]uint32{"a": 1, "b": 2, "c": 3})); ch != 3 || rm != 0 {
+		t.Fatalf("first set: %d changed %d removed, want 3 0", ch, rm)
+	}
+	anyB := c.shared["b"].any
+	if ch, rm := c.set("", build(map[string]uint32{"a": 1, "b": 2, "c": 4})); ch != 1 || rm != 0 {
+		t.Fatalf("one endpoint changed: %d changed %d removed, want 1 0", ch, rm)
+	}
+	if c.shared["b"].any != anyB {
+		t.Fatal("an unchanged resource was replaced: its marshalled bytes are no longer shared")
+	}
+	if ch, rm := c.set("", build(map[string]uint32{"a": 1})); ch != 0 || rm != 2 {
+		t.Fatalf("two deleted: %d changed %d removed, want 0 2", ch, rm)
+	}
+	// Node layers shadow shared resources and go away with the node.
+	c.set("n1", build(map[string]uint32{"a": 9, "z": 1}))
+	if c.lookupLocked("n1", "a").version == c.lookupLocked("", "a").version {
+		t.Fatal("layer does not shadow the shared resource")
+	}
+	if c.lookupLocked("n2", "z") != nil {
+		t.Fatal("another node sees n1's layer")
+	}
+	c.set("n1", nil)
+	if len(c.layers) != 0 || c.lookupLocked("n1", "z") != nil {
+		t.Fatal("layer not removed")
+	}
+}
+
+func TestCacheClassify(t *testing.T) {
+	tests := map[string]struct {
+		typeURL string
+		envoy   bool
+		want    string
+	}{
+		"grpc lds":  {typeURL: resourcev3.ListenerType, want: muxListenersGRPC},
+		"envoy lds": {typeURL: resourcev3.ListenerType, envoy: true, want: muxListenersEnvoy},
+		"grpc cds":  {typeURL: resourcev3.ClusterType, want: muxClusters},
+		"envoy cds": {typeURL: resourcev3.ClusterType, envoy: true, want: muxClusters},
+		"rds":       {typeURL: resourcev3.RouteType, envoy: true, want: muxRoutes},
+		"eds":       {typeURL: resourcev3.EndpointType, want: muxEndpoints},
+		"sds":       {typeURL: resourcev3.SecretType, envoy: true, want: muxOther},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			n := grpcNode("x")
+			if tc.envoy {
+				n = envoyNode("x", nil)
+			}
+			if got := classify(tc.typeURL, n); got != tc.want {
+				t.Fatalf("classify = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestServerEnvoyReconnectWithNamesStaysWildcard(t *testing.T) {
+	f := newFixture(t, baseResources())
+	c := newDeltaClient(t, f.conn(), envoyNode("e1", nil))
+	// A reconnecting Envoy that lists the clusters it had instead of "*".
+	c.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResourceNamesSubscribe: []string{"a"}})
+	r := c.recv()
+	if got := deltaNames(r); !equalStrings(got, []string{"a", "b"}) {
+		t.Fatalf("CDS %v, want every cluster [a b]", got)
+	}
+	c.ack(r)
+	res := baseResources()
+	res.Clusters = append(res.Clusters, cluster("new", 0))
+	f.publish(res)
+	if got := deltaNames(c.recv()); !equalStrings(got, []string{"new"}) {
+		t.Fatalf("CDS update %v, want the new cluster", got)
+	}
+	// SotW: an unknown type is answered empty, not by closing the stream.
+	s := newSotwClient(t, f.conn(), envoyNode("e2", nil))
+	s.send(resourcev3.SecretType, []string{"default"}, "", "", nil)
+	if r := s.recv(); len(r.GetResources()) != 0 || r.GetTypeUrl() != resourcev3.SecretType {
+		t.Fatalf("SDS answer %v", r)
+	}
+}
