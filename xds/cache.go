@@ -83,7 +83,7 @@ type cacheWatch struct {
 	node     string // node ID whose layer this watch sees; "" for shared only
 	wildcard bool
 	sub      cachev3.Subscription
-	known map[string]string // overrides sub.ReturnedResources after a resumed SotW stream
+	known    map[string]string // overrides sub.ReturnedResources after a resumed SotW stream
 
 	sotwReq  *cachev3.Request
 	sotwCh   chan cachev3.Response
