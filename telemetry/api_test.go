@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -162,4 +163,40 @@ func partialRejected(t *testing.T, isJSON bool, b []byte) int64 {
 		t.Fatalf("response body: %v", err)
 	}
 	return resp.GetPartialSuccess().GetRejectedSpans()
+}
+
+// TestOTLPJSONMapping posts the OTLP specification's JSON shape (hex ids, enum names and numbers, int64 as
+// strings, an unknown field) and reads the span back through the trace API.
+func TestOTLPJSONMapping(t *testing.T) {
+	h := newHarness(t, testConfig())
+	h.start(t)
+	doc := `{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"cart"}}]},
+	  "scopeSpans":[{"scope":{"name":"manual"},"spans":[
+	    {"traceId":"5B8EFFF798038103D269B633813FC60C","spanId":"eee19b7ec3c1b174","parentSpanId":"eee19b7ec3c1b173",
+	     "name":"GetCart","kind":"SPAN_KIND_SERVER","startTimeUnixNano":"1544712660000000000",
+	     "endTimeUnixNano":1544712661000000000,"attributes":[{"key":"http.status_code","value":{"intValue":"500"}}],
+	     "status":{"code":2,"message":"boom"},"someFutureField":{"x":1}}]}]}]}`
+	resp, err := http.Post("http://"+h.tel.OTLPHTTPAddr()+"/v1/traces", ctJSON, strings.NewReader(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != ctJSON {
+		t.Fatalf("status %d (%s): %s", resp.StatusCode, resp.Header.Get("Content-Type"), buf.String())
+	}
+	var tr Trace
+	eventually(t, "JSON span stored", func() (bool, string) {
+		code := h.getJSON(t, "/api/v1/traces/5b8efff798038103d269b633813fc60c", &tr)
+		return code == 200, fmt.Sprint(code)
+	})
+	if len(tr.Spans) != 1 {
+		t.Fatalf("spans %+v", tr.Spans)
+	}
+	s := tr.Spans[0]
+	if s.SpanID != "eee19b7ec3c1b174" || s.ParentSpanID != "eee19b7ec3c1b173" || s.Kind != "SPAN_KIND_SERVER" ||
+		s.StatusCode != "STATUS_CODE_ERROR" || s.DurationMs != 1000 || s.Service != "cart" || s.Attributes["http.status_code"] != float64(500) {
+		t.Errorf("span %+v", s)
+	}
 }
