@@ -24,6 +24,9 @@ import (
 // (locality share × endpoint share) weight equals the endpoint's share of the
 // whole cluster, so per-endpoint weights hold across localities.
 //
+// Instances registered with a DNS host name instead of an IP are left out:
+// Envoy NACKs host names in EDS, and the clusters are shared with Envoy.
+//
 // Two instances on the same address and port (a re-registration under a new
 // ID while the old lease lives) would be NACKed by grpc-go as duplicates; the
 // instance with the smallest ID wins.

@@ -83,9 +83,11 @@ const MaxWeight = 1000
 
 // Validate checks everything Translate relies on: DNS-label names, unique
 // services, ports in 1..65535 and unique per service and instance, known
-// protocols and health states, IP addresses, weights ≤ MaxWeight, valid UTF-8
-// in every emitted string, and a sane tracing configuration. The error names
-// the offending field, e.g. services[2].instances[0].address.
+// protocols and health states, addresses that are IPs (without zone) or DNS
+// host names, weights ≤ MaxWeight, valid UTF-8 in every emitted string, and a
+// sane tracing configuration. It accepts everything registry.NormalizeInstance
+// accepts, so one registration cannot stop translation for the whole mesh.
+// The error names the offending field, e.g. services[2].instances[0].address.
 func (in Input) Validate() error {
 	seen := map[string]bool{}
 	for i, svc := range in.Services {
@@ -134,8 +136,10 @@ func validateInstance(f string, svc registry.Service, inst registry.Instance, sv
 		return fmt.Errorf("xds: input: %s.weight: %d is above %d", f, inst.Weight, MaxWeight)
 	}
 	ids[inst.ID] = true
-	if _, ok := canonicalIP(inst.Address); !ok {
-		return fmt.Errorf("xds: input: %s.address: %q is not an IP address (without zone)", f, inst.Address)
+	// The registry accepts DNS host names too; Translate leaves such
+	// instances out of EDS (Envoy requires IPs there) instead of failing.
+	if err := validateHost(inst.Address); err != nil {
+		return fmt.Errorf("xds: input: %s.address: %w", f, err)
 	}
 	switch inst.Health {
 	case registry.HealthServing, registry.HealthNotServing, registry.HealthDraining:

@@ -22,6 +22,11 @@ func TestInputValidate(t *testing.T) {
 	if err := validInput().Validate(); err != nil {
 		t.Fatalf("valid input rejected: %v", err)
 	}
+	hostname := validInput()
+	hostname.Services[0].Instances[0].Address = "greeter-0.example.com"
+	if err := hostname.Validate(); err != nil {
+		t.Fatalf("host name address (the registry accepts them) rejected: %v", err)
+	}
 	svc := func(in *Input) *registry.Service { return &in.Services[0] }
 	inst := func(in *Input) *registry.Instance { return &in.Services[0].Instances[0] }
 	tests := map[string]struct {
@@ -44,7 +49,7 @@ func TestInputValidate(t *testing.T) {
 			svc(in).Instances = append(svc(in).Instances, svc(in).Instances[0])
 		}, "instances[1].id: duplicate"},
 		"wrong service":   {func(in *Input) { inst(in).Service = "other" }, "instances[0]: instance of other.default"},
-		"hostname":        {func(in *Input) { inst(in).Address = "greeter.local" }, "instances[0].address"},
+		"bad host":        {func(in *Input) { inst(in).Address = "greeter_local" }, "instances[0].address"},
 		"zone in address": {func(in *Input) { inst(in).Address = "fe80::1%eth0" }, "instances[0].address"},
 		"weight too big":  {func(in *Input) { inst(in).Weight = 1001 }, "instances[0].weight"},
 		"unknown health":  {func(in *Input) { inst(in).Health = "" }, "instances[0].health"},
