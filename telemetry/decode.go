@@ -72,8 +72,19 @@ type decoder struct {
 }
 
 // field reads one tag and value. For BytesType v is the payload; otherwise v is the encoded value (a varint's
-// bytes, a fixed32/64, or a whole group).
+// bytes, a fixed32/64, or a whole group). Its fast path (one-byte tag of a length-delimited field shorter than
+// 128 bytes, the bulk of OTLP) is small enough to be inlined.
 func field(b []byte) (num protowire.Number, typ protowire.Type, v []byte, n int, err error) {
+	if len(b) >= 2 {
+		t, l := b[0], int(b[1])
+		if t&0x87 == 2 && t >= 8 && l < 0x80 && l <= len(b)-2 {
+			return protowire.Number(t >> 3), protowire.BytesType, b[2 : 2+l], 2 + l, nil
+		}
+	}
+	return fieldSlow(b)
+}
+
+func fieldSlow(b []byte) (num protowire.Number, typ protowire.Type, v []byte, n int, err error) {
 	num, typ, tn := protowire.ConsumeTag(b)
 	if tn < 0 {
 		return 0, 0, nil, 0, protowire.ParseError(tn)
