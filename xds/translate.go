@@ -77,12 +77,16 @@ func Translate(in Input) (*Resources, error) {
 
 // TranslateSidecar builds the resources specific to one Envoy sidecar: per
 // inbound port a Listener "inbound|<port>" on 0.0.0.0:<port> and a STATIC
-// cluster of the same name at 127.0.0.1:<app port>. Only Listeners and
+// cluster of the same name at 127.0.0.1:<app port>. Only EnvoyListeners and
 // Clusters are filled; the sidecar also gets everything Translate returns
-// except Listeners (those are for proxyless gRPC). Pure, like Translate.
+// except Listeners (those are for proxyless gRPC). It reads only in.Tracing
+// (and validates only that, so it stays cheap per connecting sidecar). Pure,
+// like Translate.
 func TranslateSidecar(in Input, sc Sidecar) (*Resources, error) {
-	if err := in.Validate(); err != nil {
-		return nil, err
+	if in.Tracing != nil {
+		if err := in.Tracing.validate(); err != nil {
+			return nil, err
+		}
 	}
 	if err := sc.Validate(); err != nil {
 		return nil, err
