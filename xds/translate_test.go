@@ -339,3 +339,84 @@ func BenchmarkValidate(b *testing.B) {
 		}
 	}
 }
+
+// FuzzTranslateShapes builds registry-shaped inputs from the fuzzer's bytes
+// (valid names, colliding addresses and ports, mixed protocols, health and
+// localities) so that most cases reach the translator, unlike random JSON,
+// and checks the output validates with and without a sidecar.
+func FuzzTranslateShapes(f *testing.F) {
+	f.Add([]byte{3, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
+	f.Add([]byte{0})
+	f.Add([]byte{7, 255, 0, 255, 0, 17, 34, 51, 68, 85, 102, 119, 136, 153, 170, 187, 204, 221, 238})
+	protocols := []registry.Protocol{registry.ProtocolGRPC, registry.ProtocolHTTP, registry.ProtocolHTTP2, registry.ProtocolTCP}
+	healths := []registry.Health{registry.HealthServing, registry.HealthNotServing, registry.HealthDraining}
+	addresses := []string{"10.0.0.1", "10.0.0.2", "::ffff:10.0.0.1", "fd00::1", "fd00:0::1", "host.example.com"}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		next := func() int {
+			if len(data) == 0 {
+				return 0
+			}
+			b := data[0]
+			data = data[1:]
+			return int(b)
+		}
+		var in Input
+		for s, n := 0, next()%4; s < n; s++ {
+			svc := registry.Service{Name: fmt.Sprintf("s%d", next()%3), Namespace: fmt.Sprintf("n%d", s)}
+			for p, np := 0, next()%4; p < np; p++ {
+				svc.Ports = append(svc.Ports, registry.Port{Port: uint32(8000 + p*(1+next()%3)), Protocol: protocols[next()%4]})
+			}
+			svc.Ports = dedupPorts(svc.Ports)
+			for i, ni := 0, next()%5; i < ni; i++ {
+				inst := registry.Instance{
+					ID: fmt.Sprintf("i%d", i), Service: svc.Name, Namespace: svc.Namespace,
+					Address: addresses[next()%len(addresses)], Weight: uint32(next() * 4 % (MaxWeight + 1)),
+					Health:   healths[next()%3],
+					Locality: registry.Locality{Zone: fmt.Sprintf("z%d", next()%2)},
+				}
+				for _, p := range svc.Ports {
+					if next()%4 != 0 {
+						p.TargetPort = uint32(next() % 3 * 9000)
+						inst.Ports = append(inst.Ports, p)
+					}
+				}
+				svc.Instances = append(svc.Instances, inst)
+			}
+			in.Services = append(in.Services, svc)
+		}
+		if next()%2 == 1 {
+			in.Tracing = &Tracing{CollectorHost: addresses[next()%len(addresses)], CollectorPort: 4317,
+				SamplingPercent: float64(next() % 101), ServiceSamplingPercent: map[string]float64{"s1.n0": float64(next() % 101)}}
+		}
+		res, err := Translate(in)
+		if err != nil {
+			return // e.g. the same service twice in a namespace
+		}
+		if err := Validate(res); err != nil {
+			t.Fatalf("Translate output does not validate: %v", err)
+		}
+		sc := Sidecar{Service: "s1", Namespace: "n0"}
+		for p, np := 0, next()%3; p < np; p++ {
+			sc.InboundPorts = append(sc.InboundPorts, InboundPort{Port: uint32(9000 + p), AppPort: uint32(1 + next()), Protocol: protocols[next()%4]})
+		}
+		own, err := TranslateSidecar(in, sc)
+		if err != nil {
+			t.Fatalf("TranslateSidecar: %v", err)
+		}
+		if err := Validate(Merge(own, &Resources{EnvoyListeners: res.EnvoyListeners, Routes: res.Routes, Clusters: res.Clusters, Endpoints: res.Endpoints})); err != nil {
+			t.Fatalf("sidecar output does not validate: %v", err)
+		}
+	})
+}
+
+func dedupPorts(ports []registry.Port) []registry.Port {
+	seen := map[uint32]bool{}
+	var out []registry.Port
+	for _, p := range ports {
+		if !seen[p.Port] {
+			seen[p.Port] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
