@@ -47,7 +47,8 @@ type Config struct {
 	// Profile runs the control plane through bench/xds/cmd/xdsserve (the
 	// same app.Serve plus a pprof listener): memory is read after a forced
 	// GC, and a CPU profile of the change rounds plus a heap profile of the
-	// connected state are written to ProfileDir.
+	// connected state are written to ProfileDir (plus a CPU profile of the
+	// registrations).
 	Profile    bool
 	ProfileDir string
 	// WorkDir holds data dirs, plans and logs; empty means a temporary

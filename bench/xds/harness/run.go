@@ -116,7 +116,18 @@ func runOne(ctx context.Context, cfg Config, n int, serverBin, loadBin, dir stri
 	defer reg.close()
 	total := cfg.Services * cfg.Instances
 	fmt.Fprintf(progress, "registering %d services × %d instances (%d concurrent calls)\n", cfg.Services, cfg.Instances, cfg.RegConcurrency)
+	if cfg.Profile {
+		file, _ := filepath.Abs(filepath.Join(cfg.ProfileDir, fmt.Sprintf("cpu-%d-register.pprof", n)))
+		if err := srv.post(ctx, "/bench/cpu/start?file="+file); err != nil {
+			return r, err
+		}
+	}
 	d, failed, err := reg.seed(ctx, cfg)
+	if cfg.Profile {
+		if err := srv.post(ctx, "/bench/cpu/stop"); err != nil {
+			return r, err
+		}
+	}
 	r.Registrations, r.RegistrationTime, r.RegistrationErrors = total-failed, d, failed
 	if err != nil {
 		r.Errors = append(r.Errors, fmt.Sprintf("%d registrations failed, first: %v", failed, err))
