@@ -8,12 +8,12 @@ import (
 )
 
 func TestCacheEntryVersionIsContentHash(t *testing.T) {
-	a1, err := newEntry(resourcev3.EndpointType, "a", cla("a", 1, 2))
+	a1, err := newEntry(resourcev3.EndpointType, "a", svCLA("a", 1, 2))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a2, _ := newEntry(resourcev3.EndpointType, "a", cla("a", 1, 2))
-	a3, _ := newEntry(resourcev3.EndpointType, "a", cla("a", 1, 3))
+	a2, _ := newEntry(resourcev3.EndpointType, "a", svCLA("a", 1, 2))
+	a3, _ := newEntry(resourcev3.EndpointType, "a", svCLA("a", 1, 3))
 	if a1.version != a2.version {
 		t.Fatal("equal content, different versions")
 	}
@@ -48,7 +48,7 @@ func TestCacheSetPublishesOnlyChanges(t *testing.T) {
 	build := func(ports map[string]uint32) map[string]*entry {
 		out := map[string]*entry{}
 		for name, p := range ports {
-			e, err := newEntry(resourcev3.EndpointType, name, cla(name, p))
+			e, err := newEntry(resourcev3.EndpointType, name, svCLA(name, p))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -116,14 +116,14 @@ func TestServerEnvoyReconnectWithNamesStaysWildcard(t *testing.T) {
 	// A reconnecting Envoy that lists the clusters it had instead of "*".
 	c.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResourceNamesSubscribe: []string{"a"}})
 	r := c.recv()
-	if got := deltaNames(r); !equalStrings(got, []string{"a", "b"}) {
+	if got := deltaNames(r); !svEqual(got, []string{"a", "b"}) {
 		t.Fatalf("CDS %v, want every cluster [a b]", got)
 	}
 	c.ack(r)
 	res := baseResources()
-	res.Clusters = append(res.Clusters, cluster("new", 0))
+	res.Clusters = append(res.Clusters, svCluster("new", 0))
 	f.publish(res)
-	if got := deltaNames(c.recv()); !equalStrings(got, []string{"new"}) {
+	if got := deltaNames(c.recv()); !svEqual(got, []string{"new"}) {
 		t.Fatalf("CDS update %v, want the new cluster", got)
 	}
 	// SotW: an unknown type is answered empty, not by closing the stream.

@@ -29,7 +29,7 @@ func TestNackGuardSotW(t *testing.T) {
 				c.ack(r, []string{"a"})
 				acked = r.GetVersionInfo()
 				res := baseResources()
-				res.Clusters[0] = cluster("a", 1)
+				res.Clusters[0] = svCluster("a", 1)
 				f.publish(res)
 				r = c.recv()
 			}
@@ -54,15 +54,15 @@ func TestNackGuardSotW(t *testing.T) {
 			// EDS change and no resend of the rejected clusters.
 			res := baseResources()
 			if tc.ackFirst {
-				res.Clusters[0] = cluster("a", 1)
+				res.Clusters[0] = svCluster("a", 1)
 			}
-			res.Endpoints[1] = cla("b", 7)
+			res.Endpoints[1] = svCLA("b", 7)
 			f.publish(res)
 			if got := c.recv(); got.GetTypeUrl() != resourcev3.EndpointType {
 				t.Fatalf("after a NACK got %s version %s, want the EDS update (no resend)", got.GetTypeUrl(), got.GetVersionInfo())
 			}
 			// New content for a: sent once.
-			res.Clusters[0] = cluster("a", 9)
+			res.Clusters[0] = svCluster("a", 9)
 			f.publish(res)
 			r2 := c.recv()
 			if r2.GetTypeUrl() != resourcev3.ClusterType || r2.GetVersionInfo() == rejected {
@@ -91,7 +91,7 @@ func TestNackGuardDelta(t *testing.T) {
 		t.Fatalf("after a NACK got %s, want the EDS response (no resend)", got.GetTypeUrl())
 	}
 	res := baseResources()
-	res.Clusters[0] = cluster("a", 4)
+	res.Clusters[0] = svCluster("a", 4)
 	f.publish(res)
 	if got := c.recv(); got.GetTypeUrl() != resourcev3.ClusterType || deltaNames(got)[0] != "a" {
 		t.Fatalf("got %s %v, want the changed cluster a", got.GetTypeUrl(), deltaNames(got))

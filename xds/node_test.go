@@ -27,7 +27,7 @@ func TestParseNode(t *testing.T) {
 			want: NodeInfo{ID: "e1", Kind: KindEnvoy, UserAgent: "envoy"},
 		},
 		"sidecar by metadata with ports": {
-			node: &corev3.Node{Id: "e2", Metadata: mustStruct(map[string]any{
+			node: &corev3.Node{Id: "e2", Metadata: svStruct(map[string]any{
 				MetaKind: "sidecar", MetaService: "api.shop", MetaInboundPorts: "8080:9080, 9090/grpc",
 			})},
 			want: NodeInfo{ID: "e2", Kind: KindEnvoy, Sidecar: Sidecar{Service: "api", Namespace: "shop", InboundPorts: []InboundPort{
@@ -129,7 +129,7 @@ func FuzzParseNode(f *testing.F) {
 	})
 }
 
-func mustStruct(m map[string]any) *structpb.Struct {
+func svStruct(m map[string]any) *structpb.Struct {
 	s, err := structpb.NewStruct(m)
 	if err != nil {
 		panic(err)

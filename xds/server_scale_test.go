@@ -40,7 +40,7 @@ func scaleResources(gen uint32) *Resources {
 	res := &Resources{}
 	for i := range scaleServices {
 		name := fmt.Sprintf("svc-%d", i)
-		res.Clusters = append(res.Clusters, cluster(name, 0))
+		res.Clusters = append(res.Clusters, svCluster(name, 0))
 		ports := make([]uint32, 10)
 		for j := range ports {
 			ports[j] = uint32(10000 + j)
@@ -48,7 +48,7 @@ func scaleResources(gen uint32) *Resources {
 		if i == 0 {
 			ports[0] = 20000 + gen
 		}
-		res.Endpoints = append(res.Endpoints, cla(name, ports...))
+		res.Endpoints = append(res.Endpoints, svCLA(name, ports...))
 	}
 	return res
 }

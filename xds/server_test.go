@@ -279,7 +279,7 @@ func (c *deltaClient) ack(r *discoveryv3.DeltaDiscoveryResponse) {
 
 // Resource builders: small, valid enough for the cache (which does not look
 // inside them).
-func cluster(name string, timeoutSeconds int64) *clusterv3.Cluster {
+func svCluster(name string, timeoutSeconds int64) *clusterv3.Cluster {
 	c := &clusterv3.Cluster{Name: name, ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}}
 	if timeoutSeconds > 0 {
 		c.PerConnectionBufferLimitBytes = wrapperspb.UInt32(uint32(timeoutSeconds))
@@ -287,7 +287,7 @@ func cluster(name string, timeoutSeconds int64) *clusterv3.Cluster {
 	return c
 }
 
-func cla(name string, ports ...uint32) *endpointv3.ClusterLoadAssignment {
+func svCLA(name string, ports ...uint32) *endpointv3.ClusterLoadAssignment {
 	l := &endpointv3.LocalityLbEndpoints{Locality: &corev3.Locality{}, LoadBalancingWeight: wrapperspb.UInt32(1)}
 	for _, p := range ports {
 		l.LbEndpoints = append(l.LbEndpoints, &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{
@@ -299,17 +299,17 @@ func cla(name string, ports ...uint32) *endpointv3.ClusterLoadAssignment {
 	return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{l}}
 }
 
-func apiListener(name string) *listenerv3.Listener {
+func svAPIListener(name string) *listenerv3.Listener {
 	return &listenerv3.Listener{Name: name, ApiListener: &listenerv3.ApiListener{ApiListener: &anypb.Any{TypeUrl: "x"}}}
 }
 
-func socketListener(name string, port uint32) *listenerv3.Listener {
+func svSocketListener(name string, port uint32) *listenerv3.Listener {
 	return &listenerv3.Listener{Name: name, Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
 		SocketAddress: &corev3.SocketAddress{Address: "0.0.0.0", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}},
 	}}}
 }
 
-func routeConfig(name string) *routev3.RouteConfiguration {
+func svRouteConfig(name string) *routev3.RouteConfiguration {
 	return &routev3.RouteConfiguration{Name: name}
 }
 
@@ -337,7 +337,7 @@ func deltaNames(r *discoveryv3.DeltaDiscoveryResponse) []string {
 	return out
 }
 
-func unpackCLA(t *testing.T, a *anypb.Any) *endpointv3.ClusterLoadAssignment {
+func svUnpackCLA(t *testing.T, a *anypb.Any) *endpointv3.ClusterLoadAssignment {
 	t.Helper()
 	c := &endpointv3.ClusterLoadAssignment{}
 	if err := a.UnmarshalTo(c); err != nil {
@@ -346,18 +346,18 @@ func unpackCLA(t *testing.T, a *anypb.Any) *endpointv3.ClusterLoadAssignment {
 	return c
 }
 
-func equalStrings(a, b []string) bool {
+func svEqual(a, b []string) bool {
 	return fmt.Sprint(a) == fmt.Sprint(b)
 }
 
 // baseResources is two services' worth of resources.
 func baseResources() *Resources {
 	return &Resources{
-		Listeners:      []*listenerv3.Listener{apiListener("a.ns"), apiListener("b.ns")},
-		EnvoyListeners: []*listenerv3.Listener{socketListener("outbound_http", 15001)},
-		Routes:         []*routev3.RouteConfiguration{routeConfig("a.ns"), routeConfig("b.ns"), routeConfig("outbound_http")},
-		Clusters:       []*clusterv3.Cluster{cluster("a", 0), cluster("b", 0)},
-		Endpoints:      []*endpointv3.ClusterLoadAssignment{cla("a", 1000), cla("b", 2000)},
+		Listeners:      []*listenerv3.Listener{svAPIListener("a.ns"), svAPIListener("b.ns")},
+		EnvoyListeners: []*listenerv3.Listener{svSocketListener("outbound_http", 15001)},
+		Routes:         []*routev3.RouteConfiguration{svRouteConfig("a.ns"), svRouteConfig("b.ns"), svRouteConfig("outbound_http")},
+		Clusters:       []*clusterv3.Cluster{svCluster("a", 0), svCluster("b", 0)},
+		Endpoints:      []*endpointv3.ClusterLoadAssignment{svCLA("a", 1000), svCLA("b", 2000)},
 	}
 }
 
@@ -367,7 +367,7 @@ func TestServerSotWByName(t *testing.T) {
 
 	c.send(resourcev3.EndpointType, []string{"a"}, "", "", nil)
 	r := c.recv()
-	if got := sotwNames(t, r); !equalStrings(got, []string{"a"}) {
+	if got := sotwNames(t, r); !svEqual(got, []string{"a"}) {
 		t.Fatalf("first response has %v, want [a]", got)
 	}
 	c.ack(r, []string{"a"})
@@ -375,17 +375,17 @@ func TestServerSotWByName(t *testing.T) {
 	// An unrelated change (b), then a related one (a): the next response
 	// must be the one for a, so nothing was sent for b.
 	res := baseResources()
-	res.Endpoints[1] = cla("b", 2000, 2001)
+	res.Endpoints[1] = svCLA("b", 2000, 2001)
 	f.publish(res)
 	res = baseResources()
-	res.Endpoints[1] = cla("b", 2000, 2001)
-	res.Endpoints[0] = cla("a", 1000, 1001)
+	res.Endpoints[1] = svCLA("b", 2000, 2001)
+	res.Endpoints[0] = svCLA("a", 1000, 1001)
 	f.publish(res)
 	r2 := c.recv()
-	if got := sotwNames(t, r2); !equalStrings(got, []string{"a"}) {
+	if got := sotwNames(t, r2); !svEqual(got, []string{"a"}) {
 		t.Fatalf("update has %v, want [a]", got)
 	}
-	if n := len(unpackCLA(t, r2.GetResources()[0]).GetEndpoints()[0].GetLbEndpoints()); n != 2 {
+	if n := len(svUnpackCLA(t, r2.GetResources()[0]).GetEndpoints()[0].GetLbEndpoints()); n != 2 {
 		t.Fatalf("update of a has %d endpoints, want 2", n)
 	}
 	if r2.GetVersionInfo() == r.GetVersionInfo() {
@@ -420,15 +420,15 @@ func TestServerSotWFullStateTypes(t *testing.T) {
 	// CDS is full-state: a change to one subscribed cluster resends both.
 	c.send(resourcev3.ClusterType, []string{"a", "b", "missing"}, "", "", nil)
 	r := c.recv()
-	if got := sotwNames(t, r); !equalStrings(got, []string{"a", "b"}) {
+	if got := sotwNames(t, r); !svEqual(got, []string{"a", "b"}) {
 		t.Fatalf("CDS has %v, want [a b]", got)
 	}
 	c.ack(r, []string{"a", "b", "missing"})
 	res := baseResources()
-	res.Clusters[0] = cluster("a", 7)
+	res.Clusters[0] = svCluster("a", 7)
 	f.publish(res)
 	r = c.recv()
-	if got := sotwNames(t, r); !equalStrings(got, []string{"a", "b"}) {
+	if got := sotwNames(t, r); !svEqual(got, []string{"a", "b"}) {
 		t.Fatalf("CDS update has %v, want [a b]", got)
 	}
 	c.ack(r, []string{"a", "b", "missing"})
@@ -436,7 +436,7 @@ func TestServerSotWFullStateTypes(t *testing.T) {
 	res.Clusters = res.Clusters[:1]
 	f.publish(res)
 	r = c.recv()
-	if got := sotwNames(t, r); !equalStrings(got, []string{"a"}) {
+	if got := sotwNames(t, r); !svEqual(got, []string{"a"}) {
 		t.Fatalf("CDS after delete has %v, want [a]", got)
 	}
 }
@@ -453,12 +453,15 @@ func TestServerReplicaReconnectNoPush(t *testing.T) {
 
 	c2 := newSotwClient(t, f2.conn(), grpcNode("client-1"))
 	c2.send(resourcev3.EndpointType, []string{"a", "b"}, r.GetVersionInfo(), "", nil)
+	// The request must open its watch before the change, else it rightly
+	// gets everything (its version is then stale).
+	eventually(t, func() bool { return f2.srv.caches.endpoints.numWatches() == 1 }, "the resumed watch")
 	// A change on the second replica must be the first thing it sends.
 	res := baseResources()
-	res.Endpoints[1] = cla("b", 3000)
+	res.Endpoints[1] = svCLA("b", 3000)
 	f2.publish(res)
 	r2 := c2.recv()
-	if got := sotwNames(t, r2); !equalStrings(got, []string{"b"}) {
+	if got := sotwNames(t, r2); !svEqual(got, []string{"b"}) {
 		t.Fatalf("after reconnect got %v, want only the changed [b]", got)
 	}
 	// The same change on the first replica yields the same version.
@@ -474,7 +477,7 @@ func TestServerDeltaAddRemove(t *testing.T) {
 	c := newDeltaClient(t, f.conn(), grpcNode("delta-1"))
 	c.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: []string{"a", "b"}})
 	r := c.recv()
-	if got := deltaNames(r); !equalStrings(got, []string{"a", "b"}) {
+	if got := deltaNames(r); !svEqual(got, []string{"a", "b"}) {
 		t.Fatalf("delta first response %v, want [a b]", got)
 	}
 	versions := map[string]string{}
@@ -484,13 +487,13 @@ func TestServerDeltaAddRemove(t *testing.T) {
 	c.ack(r)
 
 	res := baseResources()
-	res.Endpoints = []*endpointv3.ClusterLoadAssignment{cla("a", 1000, 1001)}
+	res.Endpoints = []*endpointv3.ClusterLoadAssignment{svCLA("a", 1000, 1001)}
 	f.publish(res)
 	r = c.recv()
-	if got := deltaNames(r); !equalStrings(got, []string{"a"}) {
+	if got := deltaNames(r); !svEqual(got, []string{"a"}) {
 		t.Fatalf("delta update %v, want [a]", got)
 	}
-	if !equalStrings(r.GetRemovedResources(), []string{"b"}) {
+	if !svEqual(r.GetRemovedResources(), []string{"b"}) {
 		t.Fatalf("delta removed %v, want [b]", r.GetRemovedResources())
 	}
 	if r.GetResources()[0].GetVersion() == versions["a"] {
@@ -499,10 +502,10 @@ func TestServerDeltaAddRemove(t *testing.T) {
 	c.ack(r)
 
 	res = baseResources()
-	res.Endpoints[0] = cla("a", 1000, 1001)
+	res.Endpoints[0] = svCLA("a", 1000, 1001)
 	f.publish(res)
 	r = c.recv()
-	if got := deltaNames(r); !equalStrings(got, []string{"b"}) || len(r.GetRemovedResources()) != 0 {
+	if got := deltaNames(r); !svEqual(got, []string{"b"}) || len(r.GetRemovedResources()) != 0 {
 		t.Fatalf("delta re-add: resources %v removed %v, want [b] and none", got, r.GetRemovedResources())
 	}
 	if r.GetResources()[0].GetVersion() != versions["b"] {
@@ -513,12 +516,13 @@ func TestServerDeltaAddRemove(t *testing.T) {
 	c2 := newDeltaClient(t, f.conn(), grpcNode("delta-2"))
 	c2.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: []string{"b"},
 		InitialResourceVersions: map[string]string{"b": versions["b"]}})
+	eventually(t, func() bool { return f.srv.caches.endpoints.numWatches() == 1 }, "the resumed delta watch (the first client, not ACKing, has none)")
 	res = baseResources()
-	res.Endpoints[0] = cla("a", 1000, 1001)
-	res.Endpoints[1] = cla("b", 5)
+	res.Endpoints[0] = svCLA("a", 1000, 1001)
+	res.Endpoints[1] = svCLA("b", 5)
 	f.publish(res)
 	r = c2.recv()
-	if got := deltaNames(r); !equalStrings(got, []string{"b"}) || r.GetResources()[0].GetVersion() == versions["b"] {
+	if got := deltaNames(r); !svEqual(got, []string{"b"}) || r.GetResources()[0].GetVersion() == versions["b"] {
 		t.Fatalf("reconnected delta client got %v first, want only the changed b", got)
 	}
 }
@@ -529,8 +533,8 @@ func TestServerEnvoyGetsEnvoyListenersNeverAPIListeners(t *testing.T) {
 		res := &Resources{}
 		for _, p := range sc.InboundPorts {
 			name := InboundName(p.Port)
-			res.EnvoyListeners = append(res.EnvoyListeners, socketListener(name, p.Port))
-			res.Clusters = append(res.Clusters, cluster(name, int64(p.AppPort)))
+			res.EnvoyListeners = append(res.EnvoyListeners, svSocketListener(name, p.Port))
+			res.Clusters = append(res.Clusters, svCluster(name, int64(p.AppPort)))
 		}
 		return res, nil
 	}
@@ -562,10 +566,10 @@ func TestServerEnvoyGetsEnvoyListenersNeverAPIListeners(t *testing.T) {
 				lds = sotwNames(t, r)
 				c.ack(r, nil)
 			}
-			if want := []string{"a", "b", "inbound|8080"}; !equalStrings(cds, want) {
+			if want := []string{"a", "b", "inbound|8080"}; !svEqual(cds, want) {
 				t.Errorf("Envoy CDS %v, want %v", cds, want)
 			}
-			if want := []string{"inbound|8080", "outbound_http"}; !equalStrings(lds, want) {
+			if want := []string{"inbound|8080", "outbound_http"}; !svEqual(lds, want) {
 				t.Errorf("Envoy LDS %v, want %v (never an api_listener)", lds, want)
 			}
 			eventually(t, func() bool { return metricValue(f.srv.metrics.connected.WithLabelValues("envoy")) == 1 },
@@ -577,11 +581,11 @@ func TestServerEnvoyGetsEnvoyListenersNeverAPIListeners(t *testing.T) {
 	// even when it asks for it.
 	c := newSotwClient(t, f.conn(), grpcNode("sidecar-true"))
 	c.send(resourcev3.ListenerType, []string{"a.ns", "outbound_http"}, "", "", nil)
-	if got := sotwNames(t, c.recv()); !equalStrings(got, []string{"a.ns"}) {
+	if got := sotwNames(t, c.recv()); !svEqual(got, []string{"a.ns"}) {
 		t.Fatalf("gRPC LDS %v, want [a.ns]", got)
 	}
 	c.send(resourcev3.ClusterType, []string{"inbound|8080", "b"}, "", "", nil)
-	if got := sotwNames(t, c.recv()); !equalStrings(got, []string{"b"}) {
+	if got := sotwNames(t, c.recv()); !svEqual(got, []string{"b"}) {
 		t.Fatalf("gRPC CDS %v, want [b]", got)
 	}
 }
@@ -591,7 +595,7 @@ func TestServerSidecarLayerFollowsPublishAndDisconnect(t *testing.T) {
 	var port atomic.Uint32
 	port.Store(9080)
 	fn := func(_ Input, sc Sidecar) (*Resources, error) {
-		return &Resources{Clusters: []*clusterv3.Cluster{cluster("inbound|8080", int64(port.Load()))}}, nil
+		return &Resources{Clusters: []*clusterv3.Cluster{svCluster("inbound|8080", int64(port.Load()))}}, nil
 	}
 	f.sidecar.Store(&fn)
 	meta := map[string]any{MetaService: "a.ns", MetaInboundPorts: "8080"}
@@ -602,7 +606,7 @@ func TestServerSidecarLayerFollowsPublishAndDisconnect(t *testing.T) {
 	port.Store(9090)
 	f.publish(baseResources())
 	r = c.recv()
-	if got := deltaNames(r); !equalStrings(got, []string{"inbound|8080"}) {
+	if got := deltaNames(r); !svEqual(got, []string{"inbound|8080"}) {
 		t.Fatalf("sidecar update %v, want [inbound|8080]", got)
 	}
 	c.ack(r)
@@ -619,20 +623,20 @@ func TestServerSidecarLayerFollowsPublishAndDisconnect(t *testing.T) {
 func TestServerOnDemandServerListener(t *testing.T) {
 	f := newFixture(t, baseResources(), func(o *ServerOptions) {
 		o.ServerListener = func(ip string, port uint32) *listenerv3.Listener {
-			return socketListener(ServerListenerName(ip, port), port)
+			return svSocketListener(ServerListenerName(ip, port), port)
 		}
 	})
 	c := newSotwClient(t, f.conn(), grpcNode("grpc-server"))
 	name := ServerListenerName("0.0.0.0", 50051)
 	c.send(resourcev3.ListenerType, []string{name, ServerListenerPrefix + "not-an-address"}, "", "", nil)
 	r := c.recv()
-	if got := sotwNames(t, r); !equalStrings(got, []string{name}) {
+	if got := sotwNames(t, r); !svEqual(got, []string{name}) {
 		t.Fatalf("on-demand LDS %v, want [%s]", got, name)
 	}
 	c.ack(r, []string{name})
 	// It survives publishes that do not mention it.
 	res := baseResources()
-	res.Clusters[0] = cluster("a", 3)
+	res.Clusters[0] = svCluster("a", 3)
 	f.publish(res)
 	if !f.srv.caches.listenersGRPC.has(name) {
 		t.Fatal("on-demand listener dropped by a publish")
@@ -654,7 +658,7 @@ func TestServerTranslateErrorKeepsLastGood(t *testing.T) {
 	// Duplicate names are refused as a whole, nothing half-applied.
 	f.fail.Store(false)
 	res := baseResources()
-	res.Clusters = append(res.Clusters, cluster("a", 1))
+	res.Clusters = append(res.Clusters, svCluster("a", 1))
 	res.Endpoints = res.Endpoints[:1]
 	f.res.Store(res)
 	f.srv.Notify()
