@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"strconv"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -26,25 +27,12 @@ func isIDField(k string) bool {
 // jsonToProto converts an OTLP/JSON ExportTraceServiceRequest into its protobuf encoding, so both encodings share
 // one decoding, aggregation and forwarding path. Enum values may be integers or names and 64-bit integers numbers
 // or strings (protojson accepts both); unknown fields are ignored, as the specification requires of receivers.
+// The hex ids are rewritten to base64 in a single streaming pass over the tokens, so the document is never held
+// as a tree of Go values.
 func jsonToProto(body []byte) ([]byte, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var doc any
-	if err := dec.Decode(&doc); err != nil {
-		return nil, malformed("json: %v", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, malformed("json: trailing data after the request object")
-	}
-	if _, ok := doc.(map[string]any); !ok {
-		return nil, malformed("json: the request must be an object")
-	}
-	if err := hexIDsToBase64(doc); err != nil {
-		return nil, err
-	}
-	norm, err := json.Marshal(doc)
+	norm, err := hexIDsToBase64(body)
 	if err != nil {
-		return nil, malformed("json: %v", err)
+		return nil, err
 	}
 	var req coltracepb.ExportTraceServiceRequest
 	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(norm, &req); err != nil {
@@ -57,28 +45,80 @@ func jsonToProto(body []byte) ([]byte, error) {
 	return out, nil
 }
 
-func hexIDsToBase64(v any) error {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, e := range t {
-			if s, ok := e.(string); ok && isIDField(k) {
-				raw, err := hex.DecodeString(s)
-				if err != nil {
-					return malformed("json: %s %q is not hex: %v", k, s, err)
-				}
-				t[k] = base64.StdEncoding.EncodeToString(raw)
-				continue
+// hexIDsToBase64 re-emits the JSON document token by token, replacing the value of every id field (see
+// isIDField) by the base64 of its hex. It also checks the document is one JSON object and nothing else.
+func hexIDsToBase64(body []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	out := bytes.NewBuffer(make([]byte, 0, len(body)+len(body)/8))
+	type frame struct {
+		object bool // inside {} (else [])
+		n      int  // values (or keys) written so far
+	}
+	var stack []frame
+	idKey := false // the last key written names an id field
+	for depth := 0; ; {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			if depth != 0 || out.Len() == 0 {
+				return nil, malformed("json: unexpected end of document")
 			}
-			if err := hexIDsToBase64(e); err != nil {
-				return err
-			}
+			return out.Bytes(), nil
 		}
-	case []any:
-		for _, e := range t {
-			if err := hexIDsToBase64(e); err != nil {
-				return err
+		if err != nil {
+			return nil, malformed("json: %v", err)
+		}
+		if len(stack) == 0 && out.Len() > 0 {
+			return nil, malformed("json: trailing data after the request object")
+		}
+		isKey := len(stack) > 0 && stack[len(stack)-1].object && stack[len(stack)-1].n%2 == 0
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			stack = stack[:len(stack)-1]
+			depth--
+			out.WriteByte(byte(d))
+			continue
+		}
+		if len(stack) > 0 {
+			top := &stack[len(stack)-1]
+			switch {
+			case top.object && top.n%2 == 1:
+				out.WriteByte(':')
+			case top.n > 0:
+				out.WriteByte(',')
 			}
+			top.n++
+		} else if d, ok := tok.(json.Delim); !ok || d != '{' {
+			return nil, malformed("json: the request must be an object")
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			stack = append(stack, frame{object: t == '{'})
+			depth++
+			out.WriteByte(byte(t))
+			idKey = false
+		case string:
+			v := t
+			if isKey {
+				idKey = isIDField(t)
+			} else if idKey {
+				raw, err := hex.DecodeString(t)
+				if err != nil {
+					return nil, malformed("json: id %q is not hex: %v", t, err)
+				}
+				v = base64.StdEncoding.EncodeToString(raw)
+				idKey = false
+			}
+			enc, _ := json.Marshal(v)
+			out.Write(enc)
+		case json.Number:
+			out.WriteString(t.String())
+			idKey = false
+		case bool:
+			out.WriteString(strconv.FormatBool(t))
+			idKey = false
+		case nil:
+			out.WriteString("null")
+			idKey = false
 		}
 	}
-	return nil
 }
