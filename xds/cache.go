@@ -107,8 +107,13 @@ func (w *cacheWatch) returned() map[string]string {
 // buffered for one response per type, and a watch fires at most once, so a
 // send never blocks.
 type typeCache struct {
-	typeURL   string // "" accepts any type and holds nothing
-	fullState bool   // SotW responses carry every subscribed resource (LDS, CDS)
+	// typeURL "" makes the cache for types Meshplane does not serve: it
+	// accepts any request and never answers, so the stream stays open (a
+	// MuxCache miss would end it) and a client cannot fill go-control-plane's
+	// per-stream response buffer, sized for one response per known type, by
+	// asking for many unknown types.
+	typeURL   string
+	fullState bool // SotW responses carry every subscribed resource (LDS, CDS)
 	// envoyWildcard makes every Envoy sidecar's subscription wildcard, even
 	// when a reconnecting Envoy lists the names it had (a known Envoy bug
 	// that then loses every cluster added later).
@@ -273,7 +278,10 @@ func (c *typeCache) notifyLocked(node string, modified []string) {
 
 // CreateWatch implements cachev3.ConfigWatcher for SotW streams.
 func (c *typeCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch chan cachev3.Response) (func(), error) {
-	if c.typeURL != "" && req.GetTypeUrl() != c.typeURL {
+	if c.typeURL == "" {
+		return func() {}, nil // a type Meshplane does not serve: see typeURL
+	}
+	if req.GetTypeUrl() != c.typeURL {
 		return nil, fmt.Errorf("xds: request type %s does not match cache type %s", req.GetTypeUrl(), c.typeURL)
 	}
 	w := &cacheWatch{node: watchNode(req.GetNode()), sub: sub, sotwReq: req, sotwCh: ch}
@@ -301,7 +309,10 @@ func (c *typeCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, 
 
 // CreateDeltaWatch implements cachev3.ConfigWatcher for delta streams.
 func (c *typeCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, ch chan cachev3.DeltaResponse) (func(), error) {
-	if c.typeURL != "" && req.GetTypeUrl() != c.typeURL {
+	if c.typeURL == "" {
+		return func() {}, nil // a type Meshplane does not serve: see typeURL
+	}
+	if req.GetTypeUrl() != c.typeURL {
 		return nil, fmt.Errorf("xds: request type %s does not match cache type %s", req.GetTypeUrl(), c.typeURL)
 	}
 	w := &cacheWatch{node: watchNode(req.GetNode()), sub: sub, deltaReq: req, deltaCh: ch}

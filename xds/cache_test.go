@@ -126,10 +126,11 @@ func TestServerEnvoyReconnectWithNamesStaysWildcard(t *testing.T) {
 	if got := deltaNames(c.recv()); !svEqual(got, []string{"new"}) {
 		t.Fatalf("CDS update %v, want the new cluster", got)
 	}
-	// SotW: an unknown type is answered empty, not by closing the stream.
+	// SotW: an unknown type is not answered, and the stream stays open.
 	s := newSotwClient(t, f.conn(), envoyNode("e2", nil))
 	s.send(resourcev3.SecretType, []string{"default"}, "", "", nil)
-	if r := s.recv(); len(r.GetResources()) != 0 || r.GetTypeUrl() != resourcev3.SecretType {
-		t.Fatalf("SDS answer %v", r)
+	s.send(resourcev3.EndpointType, []string{"a"}, "", "", nil)
+	if r := s.recv(); r.GetTypeUrl() != resourcev3.EndpointType {
+		t.Fatalf("got %s first, want EDS (no answer for SDS)", r.GetTypeUrl())
 	}
 }
