@@ -213,3 +213,26 @@ func TestQuantile(t *testing.T) {
 		t.Errorf("p99 in +Inf = %v, want 15", q)
 	}
 }
+
+// TestCollectSkipsInvalidLabels feeds the aggregator a service name that is not UTF-8 (the scanner refuses those,
+// this bypasses it): the scrape must still succeed with the valid series.
+func TestCollectSkipsInvalidLabels(t *testing.T) {
+	h := newHarness(t, testConfig())
+	spans := decodeSpecs(t, testConfig(), spanSpec{"ok", tracepb.Span_SPAN_KIND_SERVER, 1, 2, 0, false, nil})
+	bad := spans[0]
+	bad.service = []byte{0xff, 0xfe}
+	h.tel.agg.consume(append(spans, bad), time.Unix(1_700_000_000, 0))
+	fams, err := h.reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	found := false
+	for _, f := range fams {
+		if f.GetName() == "traces_span_metrics_calls_total" {
+			found = len(f.GetMetric()) == 1
+		}
+	}
+	if !found {
+		t.Error("valid span series missing or invalid one present")
+	}
+}

@@ -120,14 +120,28 @@ func constHist(desc *prometheus.Desc, bounds *[numBuckets]float64, h *histogram,
 		cum += h.counts[i]
 		buckets[b] = cum
 	}
-	return prometheus.MustNewConstHistogram(desc, h.count, h.sum, buckets, labels...)
+	m, err := prometheus.NewConstHistogram(desc, h.count, h.sum, buckets, labels...)
+	if err != nil {
+		return nil
+	}
+	return m
+}
+
+// constMetric never panics and returns nil for a label set Prometheus refuses: the scanner only lets valid
+// UTF-8 through, but a bad label value must cost that series only, not fail the whole scrape. Collect drops nils.
+func constMetric(desc *prometheus.Desc, vt prometheus.ValueType, v float64, labels ...string) prometheus.Metric {
+	m, err := prometheus.NewConstMetric(desc, vt, v, labels...)
+	if err != nil {
+		return nil
+	}
+	return m
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	d, a := c.d, c.t.agg
 	qs, qb := c.t.queueLen()
-	ch <- prometheus.MustNewConstMetric(d.queueSpans, prometheus.GaugeValue, float64(qs))
-	ch <- prometheus.MustNewConstMetric(d.queueBytes, prometheus.GaugeValue, float64(qb))
+	ch <- constMetric(d.queueSpans, prometheus.GaugeValue, float64(qs))
+	ch <- constMetric(d.queueBytes, prometheus.GaugeValue, float64(qb))
 
 	var out []prometheus.Metric
 	a.mu.Lock()
@@ -142,11 +156,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			failed = OverflowLabel
 		}
 		out = append(out,
-			prometheus.MustNewConstMetric(d.sgTotal, prometheus.CounterValue, float64(s.total), client, server, conn, failed),
+			constMetric(d.sgTotal, prometheus.CounterValue, float64(s.total), client, server, conn, failed),
 			constHist(d.sgServer, &a.secBounds, &s.server, client, server, conn, failed),
 			constHist(d.sgClient, &a.secBounds, &s.client, client, server, conn, failed))
 		if s.failed > 0 {
-			out = append(out, prometheus.MustNewConstMetric(d.sgFailed, prometheus.CounterValue, float64(s.failed), client, server, conn, failed))
+			out = append(out, constMetric(d.sgFailed, prometheus.CounterValue, float64(s.failed), client, server, conn, failed))
 		}
 	}
 	for _, s := range a.edges {
@@ -164,7 +178,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 					}
 					kn, sn := kindName(uint8(k)), statusName(uint8(st))
 					out = append(out,
-						prometheus.MustNewConstMetric(d.smCalls, prometheus.CounterValue, float64(s.hist.count), svc, name, kn, sn),
+						constMetric(d.smCalls, prometheus.CounterValue, float64(s.hist.count), svc, name, kn, sn),
 						constHist(d.smDuration, &a.msBounds, &s.hist, svc, name, kn, sn))
 				}
 			}
@@ -173,17 +187,19 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if s := a.spanOverflow; s != nil {
 		o := OverflowLabel
 		out = append(out,
-			prometheus.MustNewConstMetric(d.smCalls, prometheus.CounterValue, float64(s.hist.count), o, o, o, o),
+			constMetric(d.smCalls, prometheus.CounterValue, float64(s.hist.count), o, o, o, o),
 			constHist(d.smDuration, &a.msBounds, &s.hist, o, o, o, o))
 	}
 	st := a.stats
 	pending := a.pending.len()
 	a.mu.Unlock()
 	for _, m := range out {
-		ch <- m
+		if m != nil {
+			ch <- m
+		}
 	}
 	counter := func(desc *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
+		ch <- constMetric(desc, prometheus.CounterValue, float64(v), labels...)
 	}
 	counter(d.aggregated, st.spans)
 	counter(d.noService, st.noService)
@@ -192,15 +208,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.completed, st.completedEdges)
 	counter(d.expired, st.expiredEdges)
 	counter(d.droppedPairing, st.droppedPairing)
-	ch <- prometheus.MustNewConstMetric(d.pending, prometheus.GaugeValue, float64(pending))
+	ch <- constMetric(d.pending, prometheus.GaugeValue, float64(pending))
 
 	var ss storeStats
 	if c.t.store != nil {
 		ss = c.t.store.snapshotStats()
 	}
-	ch <- prometheus.MustNewConstMetric(d.storeSpans, prometheus.GaugeValue, float64(ss.spans))
-	ch <- prometheus.MustNewConstMetric(d.storeTraces, prometheus.GaugeValue, float64(ss.traces))
-	ch <- prometheus.MustNewConstMetric(d.storeBytes, prometheus.GaugeValue, float64(ss.bytes))
+	ch <- constMetric(d.storeSpans, prometheus.GaugeValue, float64(ss.spans))
+	ch <- constMetric(d.storeTraces, prometheus.GaugeValue, float64(ss.traces))
+	ch <- constMetric(d.storeBytes, prometheus.GaugeValue, float64(ss.bytes))
 	counter(d.evictedSpans, ss.evictedSpans)
 	counter(d.evictedBytes, ss.evictedBytes)
 	counter(d.evictedTraces, ss.evictedTraces)
