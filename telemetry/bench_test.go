@@ -249,37 +249,43 @@ func benchIngest(b *testing.B, send func(tel *Telemetry) func(body []byte) error
 	b.ReportMetric(float64(total)/float64(len(reqs)*benchBatch), "B/span")
 }
 
+// grpcSender sends pre-encoded requests over OTLP/gRPC without re-encoding them.
+func grpcSender(tb testing.TB, addr string) func([]byte) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	return func(body []byte) error {
+		var resp coltracepb.ExportTraceServiceResponse
+		return conn.Invoke(context.Background(), exportMethod, &rawMessage{buf: body}, &resp, grpc.ForceCodecV2(rawCodec{}))
+	}
+}
+
+// httpSender posts pre-encoded requests over OTLP/HTTP (protobuf) with keep-alive.
+func httpSender(addr string) func([]byte) error {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
+	url := "http://" + addr + "/v1/traces"
+	return func(body []byte) error {
+		resp, err := client.Post(url, ctProtobuf, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+}
+
 // BenchmarkIngestGRPC sends pre-encoded 512-span requests over OTLP/gRPC on loopback.
 func BenchmarkIngestGRPC(b *testing.B) {
-	benchIngest(b, func(tel *Telemetry) func([]byte) error {
-		conn, err := grpc.NewClient(tel.OTLPGRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { conn.Close() })
-		return func(body []byte) error {
-			var resp coltracepb.ExportTraceServiceResponse
-			return conn.Invoke(context.Background(), exportMethod, &rawMessage{buf: body}, &resp, grpc.ForceCodecV2(rawCodec{}))
-		}
-	})
+	benchIngest(b, func(tel *Telemetry) func([]byte) error { return grpcSender(b, tel.OTLPGRPCAddr()) })
 }
 
 // BenchmarkIngestHTTP sends pre-encoded 512-span requests over OTLP/HTTP (protobuf) on loopback.
 func BenchmarkIngestHTTP(b *testing.B) {
-	benchIngest(b, func(tel *Telemetry) func([]byte) error {
-		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
-		url := "http://" + tel.OTLPHTTPAddr() + "/v1/traces"
-		return func(body []byte) error {
-			resp, err := client.Post(url, ctProtobuf, bytes.NewReader(body))
-			if err != nil {
-				return err
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("status %d", resp.StatusCode)
-			}
-			return nil
-		}
-	})
+	benchIngest(b, func(tel *Telemetry) func([]byte) error { return httpSender(tel.OTLPHTTPAddr()) })
 }
