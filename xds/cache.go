@@ -84,6 +84,9 @@ type cacheWatch struct {
 	wildcard bool
 	sub      cachev3.Subscription
 	known    map[string]string // overrides sub.ReturnedResources after a resumed SotW stream
+	// replyEmpty: the request is answered even if nothing is new (a first
+	// request); kept for watches opened before the cache was ready.
+	replyEmpty bool
 
 	sotwReq  *cachev3.Request
 	sotwCh   chan cachev3.Response
@@ -121,7 +124,11 @@ type typeCache struct {
 
 	lastChange atomic.Int64 // unix nanos of the last change applied
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// ready is false until the first publish. Until then no watch is
+	// answered: an empty LDS/CDS answer from a restarted control plane would
+	// make every reconnecting Envoy drop its listeners and clusters.
+	ready    bool
 	shared   map[string]*entry
 	extra    map[string]*entry
 	layers   map[string]map[string]*entry
@@ -211,11 +218,56 @@ func (c *typeCache) set(node string, desired map[string]*entry) (changed, remove
 	default:
 		c.layers[node] = desired
 	}
+	if node == "" && !c.ready {
+		c.ready = true
+		c.lastChange.Store(nowNanos())
+		c.answerAllLocked()
+		return changed, removed
+	}
 	if len(modified) > 0 {
 		c.lastChange.Store(nowNanos())
 		c.notifyLocked(node, modified)
 	}
 	return changed, removed
+}
+
+// resumeLocked lets the first request of a SotW stream resume state held
+// from another replica: versions are content hashes, so if the client's
+// version_info is the version of what it subscribes to now, it already has
+// all of it and is not answered until something changes.
+func (c *typeCache) resumeLocked(w *cacheWatch) {
+	if w.sotwReq == nil || !w.replyEmpty || len(w.sub.ReturnedResources()) != 0 {
+		return
+	}
+	v := w.sotwReq.GetVersionInfo()
+	if v == "" {
+		return
+	}
+	if cur := c.currentLocked(w); stateVersion(cur) == v {
+		w.known = cur
+		w.replyEmpty = false
+	}
+}
+
+// answerAllLocked answers every watch opened before the cache was ready.
+func (c *typeCache) answerAllLocked() {
+	all := map[*cacheWatch]struct{}{}
+	for _, ws := range c.byName {
+		for w := range ws {
+			all[w] = struct{}{}
+		}
+	}
+	for w := range c.wildcard {
+		all[w] = struct{}{}
+	}
+	for w := range all {
+		if w.sotwReq != nil {
+			c.resumeLocked(w)
+		}
+		if c.respondLocked(w, w.replyEmpty) {
+			c.removeLocked(w)
+		}
+	}
 }
 
 // addExtra adds an on-demand resource unless one of that name exists.
@@ -250,6 +302,9 @@ func (c *typeCache) count() int {
 // notifyLocked answers every watch that sees one of the modified names. A
 // node layer change (node != "") concerns only that node's watches.
 func (c *typeCache) notifyLocked(node string, modified []string) {
+	if !c.ready {
+		return
+	}
 	var fired []*cacheWatch
 	visit := func(w *cacheWatch) {
 		if node != "" && w.node != node {
@@ -288,21 +343,15 @@ func (c *typeCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, 
 	w.wildcard = sub.IsWildcard() || (c.envoyWildcard && w.node != "")
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	// The first request of a stream may resume state held from another
-	// replica: versions are content hashes, so if the client's version_info is
-	// the version of what it subscribes to now, it already has all of it.
-	first := req.GetResponseNonce() == ""
-	if first && len(sub.ReturnedResources()) == 0 && req.GetVersionInfo() != "" {
-		if cur := c.currentLocked(w); stateVersion(cur) == req.GetVersionInfo() {
-			w.known = cur
-			first = false
-		}
-	}
 	// Only the first request is answered even when nothing is new: a NACK
 	// (or an ACK) is answered only when content changes, which is the NACK
 	// guard — the stream's returned versions already hold the rejected ones.
-	if c.respondLocked(w, first) {
-		return func() {}, nil
+	w.replyEmpty = req.GetResponseNonce() == ""
+	if c.ready {
+		c.resumeLocked(w)
+		if c.respondLocked(w, w.replyEmpty) {
+			return func() {}, nil
+		}
 	}
 	return c.trackLocked(w), nil
 }
@@ -321,7 +370,8 @@ func (c *typeCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subs
 	defer c.mu.Unlock()
 	// A wildcard subscriber expects an answer to its first request even when
 	// empty, to finish initialising.
-	if c.respondLocked(w, w.wildcard && req.GetResponseNonce() == "") {
+	w.replyEmpty = w.wildcard && req.GetResponseNonce() == ""
+	if c.ready && c.respondLocked(w, w.replyEmpty) {
 		return func() {}, nil
 	}
 	return c.trackLocked(w), nil

@@ -1,10 +1,13 @@
 package xds
 
 import (
+	"context"
+	"net"
 	"testing"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
 )
 
 func TestCacheEntryVersionIsContentHash(t *testing.T) {
@@ -132,5 +135,51 @@ func TestServerEnvoyReconnectWithNamesStaysWildcard(t *testing.T) {
 	s.send(resourcev3.EndpointType, []string{"a"}, "", "", nil)
 	if r := s.recv(); r.GetTypeUrl() != resourcev3.EndpointType {
 		t.Fatalf("got %s first, want EDS (no answer for SDS)", r.GetTypeUrl())
+	}
+}
+
+func TestServerAnswersNothingBeforeFirstPublish(t *testing.T) {
+	// A restarted control plane must not tell reconnecting proxies that
+	// nothing exists: watches opened before the first publish wait for it.
+	srv, err := NewServer(ServerOptions{
+		Translate:        func(Input) (*Resources, error) { return baseResources(), nil },
+		Validate:         func(*Resources) error { return nil },
+		TranslateSidecar: func(Input, Sidecar) (*Resources, error) { return &Resources{}, nil },
+		ValidateSidecar:  func(_, _ *Resources) error { return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	srv.Register(g)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.Serve(lis) }()
+	t.Cleanup(g.Stop)
+	f := &fixture{t: t, srv: srv, addr: lis.Addr().String()}
+
+	grpcClient := newSotwClient(t, f.conn(), grpcNode("g"))
+	grpcClient.send(resourcev3.ListenerType, []string{"a.ns"}, "", "", nil)
+	envoy := newDeltaClient(t, f.conn(), envoyNode("e", nil))
+	envoy.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType})
+	eventually(t, func() bool {
+		return srv.caches.listenersGRPC.numWatches() == 1 && srv.caches.clusters.numWatches() == 1
+	}, "both watches")
+	if srv.Ready() {
+		t.Fatal("ready before the first publish")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, func() Input { return Input{} }) }()
+	t.Cleanup(func() { cancel(); <-done; _ = srv.Close() })
+
+	if got := sotwNames(t, grpcClient.recv()); !svEqual(got, []string{"a.ns"}) {
+		t.Fatalf("gRPC client's first LDS %v, want [a.ns]", got)
+	}
+	if got := deltaNames(envoy.recv()); !svEqual(got, []string{"a", "b"}) {
+		t.Fatalf("Envoy's first CDS %v, want [a b]", got)
 	}
 }
