@@ -87,7 +87,11 @@ type typeState struct {
 	wildcard          bool
 }
 
-var _ serverv3.Callbacks = (*Server)(nil)
+// callbacks is the Server seen as go-control-plane's stream callbacks, kept
+// off the Server's exported API.
+type callbacks Server
+
+var _ serverv3.Callbacks = (*callbacks)(nil)
 
 // Proxies lists the open xDS streams, sorted by node ID and connection time.
 func (s *Server) Proxies() []ProxyStatus {
@@ -259,51 +263,53 @@ func (s *Server) response(k streamKey, typeURL, nonce, version string) {
 }
 
 // OnStreamOpen implements serverv3.Callbacks.
-func (s *Server) OnStreamOpen(ctx context.Context, id int64, _ string) error {
-	s.openStream(ctx, streamKey{id: id})
+func (c *callbacks) OnStreamOpen(ctx context.Context, id int64, _ string) error {
+	(*Server)(c).openStream(ctx, streamKey{id: id})
 	return nil
 }
 
 // OnStreamClosed implements serverv3.Callbacks.
-func (s *Server) OnStreamClosed(id int64, _ *corev3.Node) { s.closeStream(streamKey{id: id}) }
+func (c *callbacks) OnStreamClosed(id int64, _ *corev3.Node) {
+	(*Server)(c).closeStream(streamKey{id: id})
+}
 
 // OnStreamRequest implements serverv3.Callbacks.
-func (s *Server) OnStreamRequest(id int64, r *discoveryv3.DiscoveryRequest) error {
-	return s.request(streamKey{id: id}, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(),
+func (c *callbacks) OnStreamRequest(id int64, r *discoveryv3.DiscoveryRequest) error {
+	return (*Server)(c).request(streamKey{id: id}, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(),
 		r.GetErrorDetail(), r.GetResourceNames(), nil)
 }
 
 // OnStreamResponse implements serverv3.Callbacks.
-func (s *Server) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, r *discoveryv3.DiscoveryResponse) {
-	s.response(streamKey{id: id}, r.GetTypeUrl(), r.GetNonce(), r.GetVersionInfo())
+func (c *callbacks) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, r *discoveryv3.DiscoveryResponse) {
+	(*Server)(c).response(streamKey{id: id}, r.GetTypeUrl(), r.GetNonce(), r.GetVersionInfo())
 }
 
 // OnDeltaStreamOpen implements serverv3.Callbacks.
-func (s *Server) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
-	s.openStream(ctx, streamKey{delta: true, id: id})
+func (c *callbacks) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
+	(*Server)(c).openStream(ctx, streamKey{delta: true, id: id})
 	return nil
 }
 
 // OnDeltaStreamClosed implements serverv3.Callbacks.
-func (s *Server) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
-	s.closeStream(streamKey{delta: true, id: id})
+func (c *callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
+	(*Server)(c).closeStream(streamKey{delta: true, id: id})
 }
 
 // OnStreamDeltaRequest implements serverv3.Callbacks.
-func (s *Server) OnStreamDeltaRequest(id int64, r *discoveryv3.DeltaDiscoveryRequest) error {
-	return s.request(streamKey{delta: true, id: id}, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(),
+func (c *callbacks) OnStreamDeltaRequest(id int64, r *discoveryv3.DeltaDiscoveryRequest) error {
+	return (*Server)(c).request(streamKey{delta: true, id: id}, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(),
 		r.GetErrorDetail(), r.GetResourceNamesSubscribe(), r.GetResourceNamesUnsubscribe())
 }
 
 // OnStreamDeltaResponse implements serverv3.Callbacks.
-func (s *Server) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, r *discoveryv3.DeltaDiscoveryResponse) {
-	s.response(streamKey{delta: true, id: id}, r.GetTypeUrl(), r.GetNonce(), r.GetSystemVersionInfo())
+func (c *callbacks) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, r *discoveryv3.DeltaDiscoveryResponse) {
+	(*Server)(c).response(streamKey{delta: true, id: id}, r.GetTypeUrl(), r.GetNonce(), r.GetSystemVersionInfo())
 }
 
 // OnFetchRequest implements serverv3.Callbacks; Fetch is not served.
-func (s *Server) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) error {
+func (c *callbacks) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) error {
 	return status.Error(codes.Unimplemented, "xds: fetch is not supported, use ADS")
 }
 
 // OnFetchResponse implements serverv3.Callbacks.
-func (s *Server) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {}
+func (c *callbacks) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {}

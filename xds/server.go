@@ -156,7 +156,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	}
 	s.caches.mux.Caches[muxListenersGRPC] = &onDemandListeners{typeCache: s.caches.listenersGRPC, s: s}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.xds = serverv3.NewServer(s.ctx, s.caches.mux, s, sotwv3.WithLogger(cpLogger(s.log)))
+	s.xds = serverv3.NewServer(s.ctx, s.caches.mux, (*callbacks)(s), sotwv3.WithLogger(cpLogger(s.log)))
 	return s, nil
 }
 
