@@ -4,8 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
@@ -115,5 +120,37 @@ func TestAuthenticate(t *testing.T) {
 		if resp.StatusCode != wantHTTP {
 			t.Errorf("http token %q: status %d, want %d", tok, resp.StatusCode, wantHTTP)
 		}
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	bad := testConfig()
+	bad.QueueSpans = 0
+	if _, err := New(bad, logger, reg); err == nil || !strings.Contains(err.Error(), "QueueSpans") {
+		t.Errorf("invalid config: %v", err)
+	}
+	if _, err := New(testConfig(), nil, reg); err == nil {
+		t.Error("nil logger accepted")
+	}
+	if _, err := New(testConfig(), logger, nil); err == nil {
+		t.Error("nil registerer accepted")
+	}
+	cfg := testConfig()
+	cfg.ForwardEndpoint = "127.0.0.1:1"
+	if _, err := New(cfg, logger, reg); err != nil {
+		t.Fatalf("first New: %v", err)
+	}
+	if _, err := New(cfg, logger, reg); err == nil {
+		t.Error("second New on the same registry: metrics registered twice without error")
+	}
+	// A Telemetry that was never started closes cleanly.
+	tel, err := New(testConfig(), logger, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tel.Close(context.Background()); err != nil {
+		t.Errorf("Close before Start: %v", err)
 	}
 }

@@ -99,6 +99,9 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Telemetry
 		}
 	}
 	if err := reg.Register(&collector{t: t, d: newDescs()}); err != nil {
+		if t.fwd != nil {
+			_ = t.fwd.close(context.Background())
+		}
 		return nil, fmt.Errorf("telemetry: register metrics: %w", err)
 	}
 	return t, nil
