@@ -92,7 +92,11 @@ func runOne(ctx context.Context, cfg Config, n int, serverBin, loadBin, dir stri
 	metrics := func() (Metrics, error) { return scrape(ctx, httpc, srv.metricsURL()) }
 	readMem := func(name string) (MemSample, error) {
 		if cfg.Profile {
-			// heap?gc=1 runs a GC before writing the profile.
+			// Two GCs (this one and heap?gc=1's) so that sync.Pool victims —
+			// gRPC's pooled send buffers — are gone too.
+			if err := srv.post(ctx, "/bench/gc"); err != nil {
+				return MemSample{}, err
+			}
 			file := filepath.Join(cfg.ProfileDir, fmt.Sprintf("heap-%d-%s.pb.gz", n, name))
 			if err := srv.save(ctx, "/debug/pprof/heap?gc=1", file); err != nil {
 				return MemSample{}, err
