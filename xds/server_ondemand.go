@@ -34,18 +34,12 @@ func (o *onDemandListeners) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cach
 
 func (o *onDemandListeners) ensure(names []string) {
 	for _, name := range names {
-		addr, ok := strings.CutPrefix(name, ServerListenerPrefix)
+		ip, port, ok := serverListenerAddr(name)
 		if !ok || o.has(name) {
 			continue
 		}
-		ap, err := netip.ParseAddrPort(addr)
-		if err != nil || ap.Port() == 0 || ap.Addr().Zone() != "" {
-			continue
-		}
-		l := o.s.opts.ServerListener(ap.Addr().String(), uint32(ap.Port()))
+		l := o.s.opts.ServerListener(ip, port)
 		if l == nil || l.GetName() != name {
-			// The name is not in canonical form (say "::ffff:1.2.3.4");
-			// gRPC never asks for one, so do not guess.
 			continue
 		}
 		e, err := newEntry(resourcev3.ListenerType, name, l)
@@ -59,4 +53,25 @@ func (o *onDemandListeners) ensure(names []string) {
 		}
 		o.s.log.Debug("xds: added on-demand server listener", "name", name)
 	}
+}
+
+// serverListenerAddr parses an xDS-server Listener name,
+// ServerListenerPrefix + "IP:PORT", accepting only the canonical form
+// ServerListenerName prints (gRPC asks for exactly that), so one listener
+// cannot be created under several names.
+func serverListenerAddr(name string) (ip string, port uint32, ok bool) {
+	addr, ok := strings.CutPrefix(name, ServerListenerPrefix)
+	if !ok {
+		return "", 0, false
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	// Go prints an IPv4-mapped listener address as plain IPv4.
+	if err != nil || ap.Port() == 0 || ap.Addr().Zone() != "" || ap.Addr().Is4In6() {
+		return "", 0, false
+	}
+	ip, port = ap.Addr().String(), uint32(ap.Port())
+	if ServerListenerName(ip, port) != name {
+		return "", 0, false
+	}
+	return ip, port, true
 }

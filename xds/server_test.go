@@ -751,3 +751,44 @@ func histogramCount(c prometheus.Collector) uint64 {
 	}
 	return n
 }
+
+func TestServerListenerAddr(t *testing.T) {
+	tests := map[string]struct {
+		name string
+		ip   string
+		port uint32
+		ok   bool
+	}{
+		"ipv4 any":        {name: ServerListenerPrefix + "0.0.0.0:50051", ip: "0.0.0.0", port: 50051, ok: true},
+		"ipv6 any":        {name: ServerListenerPrefix + "[::]:8080", ip: "::", port: 8080, ok: true},
+		"not a server":    {name: "svc.ns:8080"},
+		"port zero":       {name: ServerListenerPrefix + "0.0.0.0:0"},
+		"host name":       {name: ServerListenerPrefix + "localhost:80"},
+		"mapped ipv4":     {name: ServerListenerPrefix + "[::ffff:1.2.3.4]:80"},
+		"zone":            {name: ServerListenerPrefix + "[fe80::1%eth0]:80"},
+		"non-canonical 6": {name: ServerListenerPrefix + "[0:0::0]:80"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			ip, port, ok := serverListenerAddr(tc.name)
+			if ok != tc.ok || ip != tc.ip || port != tc.port {
+				t.Fatalf("serverListenerAddr(%q) = %q, %d, %v; want %q, %d, %v", tc.name, ip, port, ok, tc.ip, tc.port, tc.ok)
+			}
+		})
+	}
+}
+
+func FuzzServerListenerAddr(f *testing.F) {
+	for _, s := range []string{"0.0.0.0:1", "[::]:65535", "[::ffff:1.2.3.4]:80", "1.2.3.4:99999", ":80", "[::1%lo]:1"} {
+		f.Add(ServerListenerPrefix + s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		ip, port, ok := serverListenerAddr(name)
+		if !ok {
+			return
+		}
+		if port == 0 || ServerListenerName(ip, port) != name {
+			t.Fatalf("accepted %q as %q port %d", name, ip, port)
+		}
+	})
+}
