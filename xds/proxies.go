@@ -9,6 +9,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -31,7 +32,9 @@ type ProxyStatus struct {
 	// LastNACK is the last response the proxy rejected, if any.
 	LastNACK *NACKStatus `json:"lastNack,omitempty"`
 	// SubscribedResources is the number of resources subscribed by name,
-	// over all types (wildcard subscriptions count as zero).
+	// over all types (wildcard subscriptions count as zero; on delta streams
+	// it is counted from subscribe/unsubscribe lists, so a name subscribed
+	// twice counts twice).
 	SubscribedResources int `json:"subscribedResources"`
 }
 
@@ -218,6 +221,9 @@ func (s *Server) request(k streamKey, node *corev3.Node, typeURL, nonce string, 
 				ts.subscribed--
 			}
 		}
+	}
+	if st.info.Kind == KindEnvoy && (typeURL == resourcev3.ListenerType || typeURL == resourcev3.ClusterType) {
+		ts.wildcard = true // as the cache treats it, whatever the request says
 	}
 	if nonce == "" {
 		return nil
