@@ -26,7 +26,7 @@ func provider(t *testing.T, service string, exp sdktrace.SpanExporter) *sdktrace
 	return tp
 }
 
-// TestServiceChain drives frontend → checkout → payments with three SDK TracerProviders (gRPC, HTTP/protobuf and
+// TestServiceChain drives frontend → checkout → payments with three SDK TracerProviders (gRPC+gzip, HTTP/protobuf and
 // HTTP/gzip exporters), context propagated through W3C trace-context headers, and checks the graph, /metrics and
 // the trace store.
 func TestServiceChain(t *testing.T) {
@@ -34,7 +34,8 @@ func TestServiceChain(t *testing.T) {
 	h.start(t)
 	ctx := context.Background()
 
-	feExp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(h.tel.OTLPGRPCAddr()), otlptracegrpc.WithInsecure())
+	feExp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(h.tel.OTLPGRPCAddr()), otlptracegrpc.WithInsecure(),
+		otlptracegrpc.WithCompressor("gzip"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,9 @@ import (
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 )
 
 // upstream is a second, independent OTLP receiver: a real gRPC TraceService server built from the generated code.
@@ -127,4 +129,93 @@ func TestForwardDownAndBack(t *testing.T) {
 		// the forwarder retry (at-least-once) until Close gives up.
 		return n == 1200 && q == 0 && sent == 1200, fmt.Sprintf("upstream got %d, queued %v, sent %v", n, q, sent)
 	})
+}
+
+// refusingUpstream answers every Export with a fixed error or partial success.
+type refusingUpstream struct {
+	coltracepb.UnimplementedTraceServiceServer
+	err      error
+	rejected int64
+}
+
+func (u *refusingUpstream) Export(context.Context, *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	if u.err != nil {
+		return nil, u.err
+	}
+	return &coltracepb.ExportTraceServiceResponse{PartialSuccess: &coltracepb.ExportTracePartialSuccess{RejectedSpans: u.rejected, ErrorMessage: "too old"}}, nil
+}
+
+// TestForwardDropsAreCounted covers the other ways spans fail to reach the upstream: a non-retryable refusal, a
+// partial success, and spans still queued when Close gives up. Each is counted under its reason.
+func TestForwardDropsAreCounted(t *testing.T) {
+	tests := map[string]struct {
+		up         *refusingUpstream // nil: no upstream at all
+		wantReason string
+		want       float64
+		wantSent   float64
+	}{
+		"non-retryable refusal":  {&refusingUpstream{err: status.Error(codes.InvalidArgument, "no")}, "upstream_rejected", 100, 0},
+		"partial success":        {&refusingUpstream{rejected: 3}, "upstream_rejected", 3, 97},
+		"upstream down at close": {nil, "shutdown", 100, 0},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			lis, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.up != nil {
+				srv := grpc.NewServer()
+				coltracepb.RegisterTraceServiceServer(srv, tc.up)
+				go func() { _ = srv.Serve(lis) }()
+				defer srv.Stop()
+			} else {
+				lis.Close()
+			}
+			cfg := testConfig()
+			cfg.ForwardEndpoint = lis.Addr().String()
+			cfg.ForwardBatchSpans = 100
+			h := newHarness(t, cfg)
+			if err := h.tel.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			conn, err := grpc.NewClient(h.tel.OTLPGRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := coltracepb.NewTraceServiceClient(conn).Export(context.Background(), pairRequest("fe", "be", 100, 1, 0)); err != nil {
+				t.Fatal(err)
+			}
+			dropped := func() float64 {
+				v, _ := metricValue(h.scrape(t), "meshplane_telemetry_forward_dropped_spans_total", map[string]string{"reason": tc.wantReason})
+				return v
+			}
+			if tc.up == nil {
+				eventually(t, "spans queued for forwarding", func() (bool, string) {
+					q, _ := metricValue(h.scrape(t), "meshplane_telemetry_forward_queue_spans", map[string]string{})
+					return q == 100, fmt.Sprint(q)
+				})
+				ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+				defer cancel()
+				if err := h.tel.Close(ctx); err == nil {
+					t.Error("Close reported success although spans could not be forwarded")
+				}
+			}
+			eventually(t, "drops counted", func() (bool, string) {
+				d := dropped()
+				return d == tc.want, fmt.Sprint(d)
+			})
+			if sent, _ := metricValue(h.scrape(t), "meshplane_telemetry_forward_sent_spans_total", map[string]string{}); sent != tc.wantSent {
+				t.Errorf("sent %v, want %v", sent, tc.wantSent)
+			}
+			if tc.up != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if err := h.tel.Close(ctx); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			}
+		})
+	}
 }
