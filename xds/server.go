@@ -217,7 +217,7 @@ func (s *Server) Run(ctx context.Context, input func() Input) error {
 // typeBuild is one type cache's desired shared content.
 type typeBuild struct {
 	cache   *typeCache
-	label   string
+	label   string // span attribute suffix
 	desired map[string]*entry
 }
 
@@ -250,6 +250,7 @@ func (s *Server) publish(ctx context.Context, input func() Input) {
 	for _, b := range builds {
 		c, r := b.cache.set("", b.desired)
 		changed, removed = changed+c, removed+r
+		span.SetAttributes(attribute.Int("xds.changed."+b.label, c), attribute.Int("xds.removed."+b.label, r))
 	}
 	s.input, s.shared = &in, res
 	for id, n := range s.sidecars {
@@ -286,7 +287,7 @@ func (s *Server) build(res *Resources) ([]typeBuild, error) {
 		{cache: c.clusters, label: "clusters"},
 		{cache: c.routes, label: "routes"},
 		{cache: c.listenersGRPC, label: "listeners"},
-		{cache: c.listenersEnvoy, label: "envoy listeners"},
+		{cache: c.listenersEnvoy, label: "envoy_listeners"},
 	}
 	var err error
 	if builds[0].desired, err = entries(resourcev3.EndpointType, res.Endpoints); err != nil {
