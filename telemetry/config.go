@@ -104,7 +104,7 @@ func Defaults() Config {
 	}
 }
 
-// Validate reports the first invalid field by name.
+// Validate reports every invalid field, each by name.
 func (c Config) Validate() error {
 	var errs []error
 	checkAddr := func(name, v string) {
