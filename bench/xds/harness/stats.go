@@ -43,8 +43,9 @@ type Round struct {
 	// how long that call took.
 	Start       time.Time     `json:"start"`
 	RegisterRPC time.Duration `json:"registerRpc"`
-	// Acks is, per client, the time from Start to its ACK of the new EDS
-	// version; Missing counts ready clients that did not report in time.
+	// Scoped and Wildcard are, per client of each kind, the time from Start
+	// to its ACK of the new EDS version (left out of the JSON: 10,000 per
+	// round); Missing counts ready clients that did not report in time.
 	Scoped   []time.Duration `json:"-"`
 	Wildcard []time.Duration `json:"-"`
 	Missing  int             `json:"missing"`
@@ -115,9 +116,6 @@ func memSample(m Metrics) MemSample {
 		Goroutines: m.Sum("go_goroutines"),
 	}
 }
-
-// Clients is the number of clients that held their configuration.
-func (r *Result) Clients() int { return r.Ready }
 
 // PerClient is (after − before) / ready clients, in bytes.
 func (r *Result) PerClient(f func(MemSample) float64) float64 {
