@@ -5,6 +5,7 @@ import (
 	"net"
 	"testing"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
@@ -181,5 +182,43 @@ func TestServerAnswersNothingBeforeFirstPublish(t *testing.T) {
 	}
 	if got := deltaNames(envoy.recv()); !svEqual(got, []string{"a", "b"}) {
 		t.Fatalf("Envoy's first CDS %v, want [a b]", got)
+	}
+}
+
+func TestServerEnvoyDeltaReconnectNoPush(t *testing.T) {
+	f := newFixture(t, baseResources())
+	fn := func(_ Input, sc Sidecar) (*Resources, error) {
+		return &Resources{Clusters: []*clusterv3.Cluster{svCluster("inbound|8080", 9080)}}, nil
+	}
+	f.sidecar.Store(&fn)
+	meta := map[string]any{MetaService: "a.ns", MetaInboundPorts: "8080"}
+	c := newDeltaClient(t, f.conn(), envoyNode("sc", meta))
+	c.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType})
+	r := c.recv()
+	versions := map[string]string{}
+	for _, res := range r.GetResources() {
+		versions[res.GetName()] = res.GetVersion()
+	}
+	if len(versions) != 3 {
+		t.Fatalf("first CDS %v, want a, b and the sidecar's cluster", deltaNames(r))
+	}
+	c.ack(r)
+
+	// The Envoy reconnects (to this or another replica) with what it has.
+	c2 := newDeltaClient(t, f.conn(), envoyNode("sc", meta))
+	c2.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, InitialResourceVersions: versions})
+	// A wildcard subscriber's first request is answered, to end its
+	// initialisation, but with nothing: it has everything.
+	if r := c2.recv(); len(r.GetResources()) != 0 || len(r.GetRemovedResources()) != 0 {
+		t.Fatalf("reconnected Envoy was sent %v, removed %v; want nothing", deltaNames(r), r.GetRemovedResources())
+	} else {
+		c2.ack(r)
+	}
+	eventually(t, func() bool { return f.srv.caches.clusters.numWatches() == 2 }, "both watches")
+	res := baseResources()
+	res.Clusters[0] = svCluster("a", 5)
+	f.publish(res)
+	if got := deltaNames(c2.recv()); !svEqual(got, []string{"a"}) {
+		t.Fatalf("reconnected Envoy got %v first, want only the changed [a]", got)
 	}
 }
