@@ -78,6 +78,9 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer, onReady func(Bound
 
 	bound := Bound{}
 	endpoints := cfg.EtcdEndpoints
+	// etcdFailed reports the embedded etcd dying under us; nil (never ready)
+	// with an external etcd.
+	var etcdFailed <-chan error
 	var tlsConfig *tls.Config
 	if len(endpoints) == 0 {
 		etcd, err := embedetcd.Start(ctx, embedetcd.Config{
@@ -94,6 +97,7 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer, onReady func(Bound
 			logger.Info("embedded etcd stopped")
 		})
 		endpoints = etcd.Endpoints()
+		etcdFailed = etcd.Err()
 		logger.Info("embedded etcd listening", "client", endpoints, "data_dir", cfg.DataDir)
 	} else if cfg.EtcdCAFile != "" || cfg.EtcdCertFile != "" {
 		tlsInfo := transport.TLSInfo{TrustedCAFile: cfg.EtcdCAFile, CertFile: cfg.EtcdCertFile, KeyFile: cfg.EtcdKeyFile}
@@ -251,6 +255,9 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer, onReady func(Bound
 		logger.Info("shutting down", "reason", context.Cause(ctx))
 	case err = <-errc:
 		logger.Error("component failed, shutting down", "err", err)
+	case err = <-etcdFailed:
+		err = fmt.Errorf("embedded etcd: %w", err)
+		logger.Error("embedded etcd failed, shutting down", "err", err)
 	}
 	healthServer.Shutdown()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
