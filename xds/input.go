@@ -92,32 +92,41 @@ func (in Input) Validate() error {
 	seen := map[string]bool{}
 	for i, svc := range in.Services {
 		f := fmt.Sprintf("services[%d]", i)
-		if err := validateLabel(svc.Name); err != nil {
-			return fmt.Errorf("xds: input: %s.name: %w", f, err)
-		}
-		if err := validateLabel(svc.Namespace); err != nil {
-			return fmt.Errorf("xds: input: %s.namespace: %w", f, err)
+		if err := validateService(f, svc); err != nil {
+			return err
 		}
 		if seen[svc.Host()] {
 			return fmt.Errorf("xds: input: %s: duplicate service %q", f, svc.Host())
 		}
 		seen[svc.Host()] = true
-		if err := validatePorts(f+".ports", svc.Ports); err != nil {
-			return err
-		}
-		svcPorts := map[uint32]bool{}
-		for _, p := range svc.Ports {
-			svcPorts[p.Port] = true
-		}
-		ids := map[string]bool{}
-		for j, inst := range svc.Instances {
-			if err := validateInstance(fmt.Sprintf("%s.instances[%d]", f, j), svc, inst, svcPorts, ids); err != nil {
-				return err
-			}
-		}
 	}
 	if in.Tracing != nil {
 		if err := in.Tracing.validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateService checks one service alone (everything but uniqueness); f
+// is its field path in errors, e.g. services[2].
+func validateService(f string, svc registry.Service) error {
+	if err := validateLabel(svc.Name); err != nil {
+		return fmt.Errorf("xds: input: %s.name: %w", f, err)
+	}
+	if err := validateLabel(svc.Namespace); err != nil {
+		return fmt.Errorf("xds: input: %s.namespace: %w", f, err)
+	}
+	if err := validatePorts(f+".ports", svc.Ports); err != nil {
+		return err
+	}
+	svcPorts := map[uint32]bool{}
+	for _, p := range svc.Ports {
+		svcPorts[p.Port] = true
+	}
+	ids := map[string]bool{}
+	for j, inst := range svc.Instances {
+		if err := validateInstance(fmt.Sprintf("%s.instances[%d]", f, j), svc, inst, svcPorts, ids); err != nil {
 			return err
 		}
 	}

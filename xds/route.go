@@ -63,39 +63,45 @@ func serverRoute() *routev3.RouteConfiguration {
 }
 
 // outboundRoute is the RouteConfiguration behind every Envoy sidecar's
-// outbound HTTP listener: one virtual host per HTTP, HTTP2 and GRPC service
-// port, named "name.namespace:port" with that domain, plus "name.namespace"
-// on the service's default port. Shorter forms ("name") are left out on
-// purpose: the same name in two namespaces would give two virtual hosts the
-// same domain, and Envoy rejects the whole RouteConfiguration for that.
-func outboundRoute(services []registry.Service, tr *Tracing) *routev3.RouteConfiguration {
-	rc := &routev3.RouteConfiguration{Name: OutboundHTTPListenerName}
-	for _, svc := range services {
-		host := svc.Host()
-		def, _ := DefaultPort(svc)
-		for _, p := range svc.Ports {
-			if p.Protocol == registry.ProtocolTCP {
-				continue
-			}
-			name := ClientListenerName(host, p.Port)
-			domains := []string{name}
-			if p.Port == def.Port {
-				domains = append(domains, host)
-			}
-			slices.Sort(domains)
-			r := clusterRoute(ClusterName(host, p.Port), envoyRouteTimeout(p.Protocol))
-			if tr != nil {
-				r.Tracing = routeTracing(samplingPercent(tr, host))
-			}
-			rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
-				Name:    name,
-				Domains: domains,
-				Routes:  []*routev3.Route{r},
-			})
-		}
-	}
+// outbound HTTP listener: every service's virtual hosts
+// (outboundVirtualHosts), sorted by name.
+func outboundRoute(vhosts []*routev3.VirtualHost) *routev3.RouteConfiguration {
+	rc := &routev3.RouteConfiguration{Name: OutboundHTTPListenerName, VirtualHosts: slices.Clone(vhosts)}
 	slices.SortFunc(rc.VirtualHosts, func(a, b *routev3.VirtualHost) int { return cmp.Compare(a.Name, b.Name) })
 	return rc
+}
+
+// outboundVirtualHosts are one service's virtual hosts in the outbound
+// RouteConfiguration: one per HTTP, HTTP2 and GRPC service port, named
+// "name.namespace:port" with that domain, plus "name.namespace" on the
+// service's default port. Shorter forms ("name") are left out on purpose:
+// the same name in two namespaces would give two virtual hosts the same
+// domain, and Envoy rejects the whole RouteConfiguration for that.
+func outboundVirtualHosts(svc registry.Service, tr *Tracing) []*routev3.VirtualHost {
+	var out []*routev3.VirtualHost
+	host := svc.Host()
+	def, _ := DefaultPort(svc)
+	for _, p := range svc.Ports {
+		if p.Protocol == registry.ProtocolTCP {
+			continue
+		}
+		name := ClientListenerName(host, p.Port)
+		domains := []string{name}
+		if p.Port == def.Port {
+			domains = append(domains, host)
+		}
+		slices.Sort(domains)
+		r := clusterRoute(ClusterName(host, p.Port), envoyRouteTimeout(p.Protocol))
+		if tr != nil {
+			r.Tracing = routeTracing(samplingPercent(tr, host))
+		}
+		out = append(out, &routev3.VirtualHost{
+			Name:    name,
+			Domains: domains,
+			Routes:  []*routev3.Route{r},
+		})
+	}
+	return out
 }
 
 // inboundRoute is the inline RouteConfiguration of a sidecar's inbound

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
 	"github.com/meshplane/meshplane/registry"
 )
 
@@ -30,7 +32,7 @@ func TestOutboundRoute(t *testing.T) {
 		{Name: "db", Namespace: "prod", Ports: []registry.Port{p(5432, "TCP")}},
 	}
 	tr := &Tracing{SamplingPercent: 1, ServiceSamplingPercent: map[string]float64{"shop.staging": 12.5}}
-	rc := outboundRoute(services, tr)
+	rc := outboundRouteOf(services, tr)
 	type vhost struct {
 		domains, cluster, timeout string
 		sampling                  uint32
@@ -60,7 +62,16 @@ func TestOutboundRoute(t *testing.T) {
 	if err := ValidateMessage(rc); err != nil {
 		t.Error(err)
 	}
-	if rc := outboundRoute(services, nil); rc.GetVirtualHosts()[0].GetRoutes()[0].GetTracing() != nil {
+	if rc := outboundRouteOf(services, nil); rc.GetVirtualHosts()[0].GetRoutes()[0].GetTracing() != nil {
 		t.Error("route tracing without Input.Tracing")
 	}
+}
+
+// outboundRouteOf is the outbound RouteConfiguration of services.
+func outboundRouteOf(services []registry.Service, tr *Tracing) *routev3.RouteConfiguration {
+	var vhosts []*routev3.VirtualHost
+	for _, svc := range services {
+		vhosts = append(vhosts, outboundVirtualHosts(svc, tr)...)
+	}
+	return outboundRoute(vhosts)
 }

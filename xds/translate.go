@@ -30,49 +30,116 @@ func Translate(in Input) (*Resources, error) {
 		return nil, err
 	}
 	services := sortedServices(in.Services)
-	res := &Resources{}
-	serverListeners := map[string]*listenerv3.Listener{}
+	parts := make([]*ServiceResources, 0, len(services))
 	serverChain := serverFilterChain() // cloned: packing it 10,000 times costs more than all else
 	for _, svc := range services {
-		host := svc.Host()
-		for _, p := range svc.Ports {
-			cluster := ClusterName(host, p.Port)
-			res.Clusters = append(res.Clusters, edsCluster(host, p))
-			res.Endpoints = append(res.Endpoints, loadAssignment(svc, p))
-			name := ClientListenerName(host, p.Port)
-			res.Listeners = append(res.Listeners, clientListener(name))
-			res.Routes = append(res.Routes, clientRoute(name, cluster))
+		parts = append(parts, translateService(svc, in.Tracing, serverChain))
+	}
+	return Assemble(parts, in.Tracing), nil
+}
+
+// ServiceResources is one service's share of a translation: everything
+// Translate builds from that service alone. Assemble joins the shares of all
+// services into Resources.
+type ServiceResources struct {
+	// Clusters and Endpoints: per service port an EDS cluster and its
+	// ClusterLoadAssignment.
+	Clusters  []*clusterv3.Cluster
+	Endpoints []*endpointv3.ClusterLoadAssignment
+	// Listeners are the proxyless client Listeners ("name.namespace:port" and
+	// "name.namespace"); Routes their RouteConfigurations.
+	Listeners []*listenerv3.Listener
+	Routes    []*routev3.RouteConfiguration
+	// ServerListeners are the xDS-server Listeners of the instances' GRPC
+	// ports. Two services may list the same IP:PORT; Assemble keeps one.
+	ServerListeners []*listenerv3.Listener
+	// VirtualHosts are the service's virtual hosts in the Envoy outbound
+	// RouteConfiguration (they depend on the tracing configuration).
+	VirtualHosts []*routev3.VirtualHost
+}
+
+// TranslateService builds one service's resources (see ServiceResources)
+// for the tracing configuration tr (nil: none). It checks the service as
+// Input.Validate would (field names start at "service"), but not tr, nor
+// that the service is unique. Pure, like Translate:
+// Assemble(TranslateService(s) for s in sorted services) equals Translate.
+func TranslateService(svc registry.Service, tr *Tracing) (*ServiceResources, error) {
+	if err := validateService("service", svc); err != nil {
+		return nil, err
+	}
+	return translateService(svc, tr, serverFilterChain()), nil
+}
+
+// translateService is TranslateService without the validation; serverChain
+// is cloned into every server Listener.
+func translateService(svc registry.Service, tr *Tracing, serverChain *listenerv3.FilterChain) *ServiceResources {
+	out := &ServiceResources{}
+	host := svc.Host()
+	for _, p := range svc.Ports {
+		cluster := ClusterName(host, p.Port)
+		out.Clusters = append(out.Clusters, edsCluster(host, p))
+		out.Endpoints = append(out.Endpoints, loadAssignment(svc, p))
+		name := ClientListenerName(host, p.Port)
+		out.Listeners = append(out.Listeners, clientListener(name))
+		out.Routes = append(out.Routes, clientRoute(name, cluster))
+	}
+	if def, ok := DefaultPort(svc); ok {
+		out.Listeners = append(out.Listeners, clientListener(host))
+		out.Routes = append(out.Routes, clientRoute(host, ClusterName(host, def.Port)))
+	}
+	seen := map[string]bool{}
+	for _, inst := range svc.Instances {
+		ip, ok := canonicalIP(inst.Address)
+		if !ok {
+			continue
 		}
-		if def, ok := DefaultPort(svc); ok {
-			res.Listeners = append(res.Listeners, clientListener(host))
-			res.Routes = append(res.Routes, clientRoute(host, ClusterName(host, def.Port)))
-		}
-		for _, inst := range svc.Instances {
-			ip, ok := canonicalIP(inst.Address)
-			if !ok {
+		for _, p := range inst.Ports {
+			if p.Protocol != registry.ProtocolGRPC {
 				continue
 			}
-			for _, p := range inst.Ports {
-				if p.Protocol != registry.ProtocolGRPC {
-					continue
-				}
-				name := ServerListenerName(ip, p.EffectiveTargetPort())
-				if serverListeners[name] == nil {
-					serverListeners[name] = serverListener(ip, p.EffectiveTargetPort(), proto.Clone(serverChain).(*listenerv3.FilterChain))
-				}
+			name := ServerListenerName(ip, p.EffectiveTargetPort())
+			if !seen[name] {
+				seen[name] = true
+				out.ServerListeners = append(out.ServerListeners,
+					serverListener(ip, p.EffectiveTargetPort(), proto.Clone(serverChain).(*listenerv3.FilterChain)))
 			}
 		}
 	}
-	for _, l := range serverListeners {
-		res.Listeners = append(res.Listeners, l)
+	out.VirtualHosts = outboundVirtualHosts(svc, tr)
+	return out
+}
+
+// Assemble joins per-service translations (TranslateService) into the
+// node-independent Resources: their clusters, assignments, Listeners and
+// routes (one server Listener per name), the Envoy outbound HTTP Listener
+// and its RouteConfiguration holding every service's virtual hosts, and the
+// tracing cluster when tr is set. tr must be the configuration the services
+// were translated with. Every slice is sorted by name. The resources are
+// shared with parts, not copied.
+func Assemble(parts []*ServiceResources, tr *Tracing) *Resources {
+	res := &Resources{}
+	var vhosts []*routev3.VirtualHost
+	seen := map[string]bool{}
+	for _, p := range parts {
+		res.Clusters = append(res.Clusters, p.Clusters...)
+		res.Endpoints = append(res.Endpoints, p.Endpoints...)
+		res.Listeners = append(res.Listeners, p.Listeners...)
+		res.Routes = append(res.Routes, p.Routes...)
+		for _, l := range p.ServerListeners {
+			if !seen[l.GetName()] {
+				seen[l.GetName()] = true
+				res.Listeners = append(res.Listeners, l)
+			}
+		}
+		vhosts = append(vhosts, p.VirtualHosts...)
 	}
-	res.EnvoyListeners = append(res.EnvoyListeners, outboundListener(in.Tracing))
-	res.Routes = append(res.Routes, outboundRoute(services, in.Tracing))
-	if in.Tracing != nil {
-		res.Clusters = append(res.Clusters, tracingCluster(in.Tracing))
+	res.EnvoyListeners = append(res.EnvoyListeners, outboundListener(tr))
+	res.Routes = append(res.Routes, outboundRoute(vhosts))
+	if tr != nil {
+		res.Clusters = append(res.Clusters, tracingCluster(tr))
 	}
 	res.sort()
-	return res, nil
+	return res
 }
 
 // TranslateSidecar builds the resources specific to one Envoy sidecar: per
