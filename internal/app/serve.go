@@ -201,7 +201,7 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer, onReady func(Bound
 	(&rest.Handlers{Registry: store, Proxies: func() any { return xdsServer.Proxies() }}).Register(mux)
 	tel.RegisterRoutes(mux)
 	httpServer := &http.Server{
-		Handler:           mux,
+		Handler:           rest.Traced(tp, mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
