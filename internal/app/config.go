@@ -7,6 +7,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"regexp"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -65,6 +68,9 @@ type Config struct {
 	// EnvoyTracingPercent is the mesh-wide percentage of requests Envoy
 	// sidecars sample and export to the OTLP intake; 0 disables Envoy tracing.
 	EnvoyTracingPercent float64
+	// EnvoyTracingServicePercent overrides EnvoyTracingPercent for the
+	// sidecars of single services: "name.namespace" → percentage 0..100.
+	EnvoyTracingServicePercent map[string]float64
 	// ShutdownTimeout bounds graceful shutdown on SIGTERM.
 	ShutdownTimeout time.Duration
 }
@@ -137,9 +143,55 @@ func (c Config) Validate() error {
 	if c.EnvoyTracingPercent < 0 || c.EnvoyTracingPercent > 100 {
 		return fmt.Errorf("config: --envoy-tracing-percent %v: want 0..100", c.EnvoyTracingPercent)
 	}
+	for svc, p := range c.EnvoyTracingServicePercent {
+		if p < 0 || p > 100 {
+			return fmt.Errorf("config: --envoy-tracing-service-percent %s=%v: want 0..100", svc, p)
+		}
+		if name, ns, ok := strings.Cut(svc, "."); !ok || !dnsLabel.MatchString(name) || !dnsLabel.MatchString(ns) {
+			return fmt.Errorf("config: --envoy-tracing-service-percent %q: want name.namespace", svc)
+		}
+	}
 	if c.TrustDomain == "" {
 		return errors.New("config: --trust-domain: must not be empty")
 	}
+	return nil
+}
+
+// dnsLabel is what service names and namespaces must be.
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+// percentMapFlag is a comma-separated list of key=percentage pairs.
+type percentMapFlag struct{ v *map[string]float64 }
+
+func (m percentMapFlag) String() string {
+	if m.v == nil || len(*m.v) == 0 {
+		return ""
+	}
+	parts := make([]string, 0, len(*m.v))
+	for k, p := range *m.v {
+		parts = append(parts, k+"="+strconv.FormatFloat(p, 'g', -1, 64))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func (m percentMapFlag) Set(s string) error {
+	out := map[string]float64{}
+	for _, pair := range strings.Split(s, ",") {
+		if pair = strings.TrimSpace(pair); pair == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(pair, "=")
+		if !ok {
+			return fmt.Errorf("%q: want name.namespace=percent", pair)
+		}
+		p, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			return fmt.Errorf("%q: %w", pair, err)
+		}
+		out[strings.TrimSpace(k)] = p
+	}
+	*m.v = out
 	return nil
 }
 
@@ -188,6 +240,7 @@ func (c *Config) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.TraceForwardEndpoint, "trace-forward-endpoint", c.TraceForwardEndpoint, "upstream OTLP/gRPC host:port to forward spans to (empty disables)")
 	fs.StringVar(&c.SelfTraceEndpoint, "self-trace-endpoint", c.SelfTraceEndpoint, "OTLP/gRPC host:port for the control plane's own spans (empty disables)")
 	fs.Float64Var(&c.EnvoyTracingPercent, "envoy-tracing-percent", c.EnvoyTracingPercent, "percentage of requests Envoy sidecars trace (0 disables)")
+	fs.Var(percentMapFlag{&c.EnvoyTracingServicePercent}, "envoy-tracing-service-percent", "per-service overrides of --envoy-tracing-percent: name.namespace=percent,...")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on graceful shutdown")
 	return fs
 }
@@ -254,7 +307,7 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	return c, c.Validate()
 }
 
-// fileValue renders a YAML scalar or list as the string a flag accepts.
+// fileValue renders a YAML scalar, list or map as the string a flag accepts.
 func fileValue(v any) string {
 	switch t := v.(type) {
 	case []any:
@@ -262,6 +315,13 @@ func fileValue(v any) string {
 		for i, e := range t {
 			parts[i] = fmt.Sprint(e)
 		}
+		return strings.Join(parts, ",")
+	case map[string]any:
+		parts := make([]string, 0, len(t))
+		for k, e := range t {
+			parts = append(parts, k+"="+fmt.Sprint(e))
+		}
+		sort.Strings(parts)
 		return strings.Join(parts, ",")
 	case nil:
 		return ""

@@ -16,7 +16,7 @@ func envFrom(m map[string]string) func(string) string {
 func TestLoadConfigPrecedence(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "meshplane.yaml")
-	if err := os.WriteFile(file, []byte("grpc-addr: 127.0.0.1:1111\nhttp-addr: 127.0.0.1:2222\nlog-level: warn\netcd-endpoints: [http://a:2379, http://b:2379]\nxds-hold-off: 50ms\n"), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte("grpc-addr: 127.0.0.1:1111\nhttp-addr: 127.0.0.1:2222\nlog-level: warn\netcd-endpoints: [http://a:2379, http://b:2379]\nxds-hold-off: 50ms\nenvoy-tracing-service-percent: {checkout.shop: 25, greeter.default: 100}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	env := map[string]string{"MESHPLANE_CONFIG": file, "MESHPLANE_HTTP_ADDR": "127.0.0.1:3333", "MESHPLANE_LOG_LEVEL": "debug"}
@@ -38,6 +38,9 @@ func TestLoadConfigPrecedence(t *testing.T) {
 	}
 	if cfg.XDSHoldOff != 50*time.Millisecond {
 		t.Errorf("xds-hold-off: got %s", cfg.XDSHoldOff)
+	}
+	if cfg.EnvoyTracingServicePercent["checkout.shop"] != 25 || cfg.EnvoyTracingServicePercent["greeter.default"] != 100 {
+		t.Errorf("envoy-tracing-service-percent from the file: got %v", cfg.EnvoyTracingServicePercent)
 	}
 	if cfg.OTLPGRPCAddr != Defaults().OTLPGRPCAddr {
 		t.Errorf("unset field must keep its default, got %q", cfg.OTLPGRPCAddr)
@@ -67,6 +70,9 @@ func TestLoadConfigErrorsNameTheField(t *testing.T) {
 		"stray argument":     {args: []string{"extra"}, want: `unexpected argument "extra"`},
 		"tracing percent":    {args: []string{"--envoy-tracing-percent", "101"}, want: "--envoy-tracing-percent"},
 		"empty trust domain": {args: []string{"--trust-domain", ""}, want: "--trust-domain"},
+		"service percent":    {args: []string{"--envoy-tracing-service-percent", "greeter.default=150"}, want: "greeter.default=150"},
+		"service name":       {args: []string{"--envoy-tracing-service-percent", "greeter=5"}, want: "want name.namespace"},
+		"service pair":       {args: []string{"--envoy-tracing-service-percent", "greeter.default"}, want: "want name.namespace=percent"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

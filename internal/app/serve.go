@@ -177,9 +177,14 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer, onReady func(Bound
 	input := func() xds.Input {
 		snap := store.Snapshot()
 		in := xds.Input{Services: snap.Services}
-		if cfg.EnvoyTracingPercent > 0 && tel.OTLPGRPCAddr() != "" {
+		if (cfg.EnvoyTracingPercent > 0 || len(cfg.EnvoyTracingServicePercent) > 0) && tel.OTLPGRPCAddr() != "" {
 			host, port := splitHostPort(tel.OTLPGRPCAddr())
-			in.Tracing = &xds.Tracing{CollectorHost: host, CollectorPort: port, SamplingPercent: cfg.EnvoyTracingPercent}
+			in.Tracing = &xds.Tracing{
+				CollectorHost:          host,
+				CollectorPort:          port,
+				SamplingPercent:        cfg.EnvoyTracingPercent,
+				ServiceSamplingPercent: cfg.EnvoyTracingServicePercent,
+			}
 		}
 		return in
 	}
