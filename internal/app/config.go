@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/meshplane/meshplane/telemetry"
 )
 
 // Config is everything `controlplane serve` is configured with. Each field is
@@ -73,6 +75,10 @@ type Config struct {
 	EnvoyTracingServicePercent map[string]float64
 	// ShutdownTimeout bounds graceful shutdown on SIGTERM.
 	ShutdownTimeout time.Duration
+	// Telemetry holds the OTLP intake's limits; its addresses and forward
+	// endpoint are taken from the fields above. See telemetry.Config for
+	// each field's unit and what zero means.
+	Telemetry telemetry.Config
 }
 
 // Defaults returns the configuration `go run ./cmd/controlplane` uses.
@@ -93,7 +99,17 @@ func Defaults() Config {
 		XDSHoldOff:         100 * time.Millisecond,
 		XDSMaxDelay:        time.Second,
 		ShutdownTimeout:    15 * time.Second,
+		Telemetry:          telemetry.Defaults(),
 	}
+}
+
+// TelemetryConfig is the telemetry configuration Serve uses.
+func (c Config) TelemetryConfig() telemetry.Config {
+	t := c.Telemetry
+	t.OTLPGRPCAddr = c.OTLPGRPCAddr
+	t.OTLPHTTPAddr = c.OTLPHTTPAddr
+	t.ForwardEndpoint = c.TraceForwardEndpoint
+	return t
 }
 
 // Validate reports the first field that is out of range, by its flag name.
@@ -153,6 +169,9 @@ func (c Config) Validate() error {
 	}
 	if c.TrustDomain == "" {
 		return errors.New("config: --trust-domain: must not be empty")
+	}
+	if err := c.TelemetryConfig().Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
 	return nil
 }
@@ -241,6 +260,14 @@ func (c *Config) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.SelfTraceEndpoint, "self-trace-endpoint", c.SelfTraceEndpoint, "OTLP/gRPC host:port for the control plane's own spans (empty disables)")
 	fs.Float64Var(&c.EnvoyTracingPercent, "envoy-tracing-percent", c.EnvoyTracingPercent, "percentage of requests Envoy sidecars trace (0 disables)")
 	fs.Var(percentMapFlag{&c.EnvoyTracingServicePercent}, "envoy-tracing-service-percent", "per-service overrides of --envoy-tracing-percent: name.namespace=percent,...")
+	t := &c.Telemetry
+	fs.IntVar(&t.QueueSpans, "otlp-queue-spans", t.QueueSpans, "spans accepted by the OTLP intake but not yet aggregated; more get back-pressure")
+	fs.IntVar(&t.MaxBatchBytes, "otlp-max-batch-bytes", t.MaxBatchBytes, "largest OTLP request body in bytes, after decompression")
+	fs.DurationVar(&t.PairingWait, "graph-pairing-wait", t.PairingWait, "how long a client or server span waits for its partner")
+	fs.IntVar(&t.MaxEdgeSeries, "graph-max-edge-series", t.MaxEdgeSeries, "distinct service-graph series before overflow")
+	fs.IntVar(&t.MaxSpanSeries, "span-metrics-max-series", t.MaxSpanSeries, "distinct span-metrics series before overflow")
+	fs.IntVar(&t.TraceStoreSpans, "trace-store-spans", t.TraceStoreSpans, "spans kept for /api/v1/traces (0 disables the store)")
+	fs.Int64Var(&t.TraceStoreBytes, "trace-store-bytes", t.TraceStoreBytes, "encoded span bytes kept for /api/v1/traces")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on graceful shutdown")
 	return fs
 }

@@ -68,6 +68,7 @@ func TestLoadConfigErrorsNameTheField(t *testing.T) {
 		"unknown file key":   {args: []string{"--config", bad}, want: `unknown key "grcp-addr"`},
 		"missing file":       {args: []string{"--config", filepath.Join(dir, "absent.yaml")}, want: "absent.yaml"},
 		"stray argument":     {args: []string{"extra"}, want: `unexpected argument "extra"`},
+		"telemetry limit":    {args: []string{"--otlp-queue-spans", "0"}, want: "QueueSpans"},
 		"tracing percent":    {args: []string{"--envoy-tracing-percent", "101"}, want: "--envoy-tracing-percent"},
 		"empty trust domain": {args: []string{"--trust-domain", ""}, want: "--trust-domain"},
 		"service percent":    {args: []string{"--envoy-tracing-service-percent", "greeter.default=150"}, want: "greeter.default=150"},

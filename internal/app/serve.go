@@ -146,11 +146,7 @@ func Serve(ctx context.Context, cfg Config, logOut io.Writer, onReady func(Bound
 		return err
 	}
 
-	telCfg := telemetry.Defaults()
-	telCfg.OTLPGRPCAddr = cfg.OTLPGRPCAddr
-	telCfg.OTLPHTTPAddr = cfg.OTLPHTTPAddr
-	telCfg.ForwardEndpoint = cfg.TraceForwardEndpoint
-	tel, err := telemetry.New(telCfg, logger.With("component", "telemetry"), reg)
+	tel, err := telemetry.New(cfg.TelemetryConfig(), logger.With("component", "telemetry"), reg)
 	if err != nil {
 		return err
 	}
