@@ -36,6 +36,9 @@ type entry struct {
 	version string // content hash of the deterministic marshal
 	any     *anypb.Any
 	delta   *discoveryv3.Resource
+	// refs are the references the resource makes, recorded when it was
+	// validated alone (incremental publish and sidecars only).
+	refs []problem
 }
 
 // newEntry marshals r deterministically and versions it by content.
@@ -215,17 +218,49 @@ func (c *typeCache) set(node string, desired map[string]*entry) (changed, remove
 	default:
 		c.layers[node] = desired
 	}
+	c.changedLocked(node, modified)
+	return changed, removed
+}
+
+// apply changes the shared resources in place: each of upsert is added or
+// replaces the entry of its name unless that has the same version, each
+// name in remove is deleted. Watches that see a change are notified, as by
+// set; upsert and remove must not share a name.
+func (c *typeCache) apply(upsert map[string]*entry, remove map[string]bool) (changed, removed int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var modified []string
+	for name, e := range upsert {
+		if old := c.shared[name]; old == nil || old.version != e.version {
+			c.shared[name] = e
+			modified = append(modified, name)
+			changed++
+		}
+	}
+	for name := range remove {
+		if _, ok := c.shared[name]; ok {
+			delete(c.shared, name)
+			modified = append(modified, name)
+			removed++
+		}
+	}
+	c.changedLocked("", modified)
+	return changed, removed
+}
+
+// changedLocked makes the cache ready on the first shared publish (answering
+// every waiting watch), else notifies the watches of the modified names.
+func (c *typeCache) changedLocked(node string, modified []string) {
 	if node == "" && !c.ready {
 		c.ready = true
 		c.lastChange.Store(nowNanos())
 		c.answerAllLocked()
-		return changed, removed
+		return
 	}
 	if len(modified) > 0 {
 		c.lastChange.Store(nowNanos())
 		c.notifyLocked(node, modified)
 	}
-	return changed, removed
 }
 
 // resumeLocked lets the first request of a SotW stream resume state held

@@ -160,8 +160,11 @@ func (s *Server) stream(k streamKey) *streamState {
 }
 
 // request records a request: the node on its first, then ACK or NACK of the
-// response it answers.
-func (s *Server) request(k streamKey, node *corev3.Node, typeURL, nonce string, errDetail *rpcstatus.Status, subscribed, unsubscribed []string) error {
+// response it answers. held is, on a stream's first request for a type
+// (nonce ""), the version the proxy says it already holds (SotW
+// version_info, or the state version of a delta request's
+// initial_resource_versions); "" if none.
+func (s *Server) request(k streamKey, node *corev3.Node, typeURL, nonce, held string, errDetail *rpcstatus.Status, subscribed, unsubscribed []string) error {
 	st := s.stream(k)
 	if st == nil {
 		return nil
@@ -226,6 +229,13 @@ func (s *Server) request(k streamKey, node *corev3.Node, typeURL, nonce string, 
 		ts.wildcard = true // as the cache treats it, whatever the request says
 	}
 	if nonce == "" {
+		if held != "" && ts.acked == "" {
+			// A proxy resuming after a reconnect (control-plane restart,
+			// another replica) holds what it acked there. When that is
+			// current, nothing is sent and nothing would be acked here; if
+			// not, the response it then acks replaces this.
+			ts.acked, ts.ackedNonce = held, ""
+		}
 		return nil
 	}
 	if errDetail != nil {
@@ -281,7 +291,7 @@ func (c *callbacks) OnStreamClosed(id int64, _ *corev3.Node) {
 
 // OnStreamRequest implements serverv3.Callbacks.
 func (c *callbacks) OnStreamRequest(id int64, r *discoveryv3.DiscoveryRequest) error {
-	return (*Server)(c).request(streamKey{id: id}, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(),
+	return (*Server)(c).request(streamKey{id: id}, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), r.GetVersionInfo(),
 		r.GetErrorDetail(), r.GetResourceNames(), nil)
 }
 
@@ -303,7 +313,13 @@ func (c *callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
 
 // OnStreamDeltaRequest implements serverv3.Callbacks.
 func (c *callbacks) OnStreamDeltaRequest(id int64, r *discoveryv3.DeltaDiscoveryRequest) error {
-	return (*Server)(c).request(streamKey{delta: true, id: id}, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(),
+	held := ""
+	if r.GetResponseNonce() == "" && len(r.GetInitialResourceVersions()) > 0 {
+		// What the delta responses that brought them carried as
+		// system_version_info.
+		held = stateVersion(r.GetInitialResourceVersions())
+	}
+	return (*Server)(c).request(streamKey{delta: true, id: id}, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), held,
 		r.GetErrorDetail(), r.GetResourceNamesSubscribe(), r.GetResourceNamesUnsubscribe())
 }
 

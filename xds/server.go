@@ -22,6 +22,8 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/meshplane/meshplane/registry"
 )
 
 // Defaults of ServerOptions.
@@ -52,10 +54,23 @@ type ServerOptions struct {
 	TracerProvider trace.TracerProvider
 
 	// Translate, TranslateSidecar, Validate, ValidateSidecar and
-	// ServerListener are the translator; nil means this package's functions
-	// (ValidateSidecar: ValidateMessage on each sidecar resource, because
-	// validating the merged set per sidecar would re-check every shared
-	// resource for every sidecar). Tests replace them.
+	// ServerListener are the translator; nil means this package's functions.
+	// Tests replace them.
+	//
+	// A nil Translate selects the incremental publish: per service, the
+	// last input and its TranslateService result are kept and reused while
+	// the service is unchanged, and so are the resources' marshalled,
+	// versioned entries. The result equals Translate's. A nil Validate then
+	// validates only new or changed resources deeply (ValidateMessage) and
+	// resolves the references of the whole set every publish, which finds
+	// what Validate finds; a non-nil Validate gets the assembled Resources.
+	//
+	// A nil ValidateSidecar validates each of the sidecar's own resources
+	// alone and resolves their references (tracing cluster, inbound
+	// clusters) against its own and the shared resources, without
+	// re-validating the shared ones per sidecar. With TranslateSidecar and
+	// ValidateSidecar both nil, a sidecar's layer is rebuilt only when its
+	// description or the tracing configuration changes.
 	Translate        func(Input) (*Resources, error)
 	TranslateSidecar func(Input, Sidecar) (*Resources, error)
 	Validate         func(*Resources) error
@@ -85,8 +100,22 @@ type Server struct {
 	// that connects during a publish never ends up with the older layer.
 	layerMu  sync.Mutex
 	input    *Input     // last input that translated and validated
-	shared   *Resources // its translation
+	shared   *Resources // its translation; nil when incremental and no custom ValidateSidecar needs it
 	sidecars map[string]*sidecarNode
+	// memo is the incremental publish's state (nil before the first one,
+	// or when Translate is custom). Run writes it under layerMu and reads
+	// it without.
+	memo        *memo
+	lastTracing *Tracing
+	// tracingGen counts tracing configuration changes, so a sidecar layer
+	// built for an older one is rebuilt.
+	tracingGen uint64
+	// sharedEps, sharedCls and sharedRts are the published shared
+	// resources by name, to resolve sidecars' references.
+	sharedEps, sharedCls, sharedRts map[string]*entry
+
+	// Which translator functions are this package's (options left nil).
+	incremental, customValidate, defaultSidecar bool
 
 	streamsMu sync.Mutex
 	streams   map[streamKey]*streamState
@@ -96,6 +125,14 @@ type Server struct {
 type sidecarNode struct {
 	sidecar Sidecar
 	refs    int
+	// built is set once the layer was built for resolved (the sidecar
+	// completed against the input) and tracing generation gen; ownRefs are
+	// the references its resources make, ownClusters their cluster names.
+	built       bool
+	resolved    Sidecar
+	gen         uint64
+	ownRefs     []problem
+	ownClusters map[string]bool
 }
 
 // NewServer builds an ADS server. Call Register to serve it on a grpc.Server
@@ -122,6 +159,9 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	if opts.TracerProvider == nil {
 		opts.TracerProvider = noop.NewTracerProvider()
 	}
+	incremental := opts.Translate == nil
+	customValidate := opts.Validate != nil
+	defaultSidecar := opts.TranslateSidecar == nil && opts.ValidateSidecar == nil
 	if opts.Translate == nil {
 		opts.Translate = Translate
 	}
@@ -130,9 +170,6 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	}
 	if opts.Validate == nil {
 		opts.Validate = Validate
-	}
-	if opts.ValidateSidecar == nil {
-		opts.ValidateSidecar = validateSidecar
 	}
 	if opts.ServerListener == nil {
 		opts.ServerListener = ServerListener
@@ -153,6 +190,10 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		notify:   make(chan struct{}, 1),
 		sidecars: map[string]*sidecarNode{},
 		streams:  map[streamKey]*streamState{},
+
+		incremental:    incremental,
+		customValidate: customValidate,
+		defaultSidecar: defaultSidecar,
 	}
 	s.caches.mux.Caches[muxListenersGRPC] = &onDemandListeners{typeCache: s.caches.listenersGRPC, s: s}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -227,16 +268,31 @@ func (s *Server) publish(ctx context.Context, input func() Input) {
 	_, span := s.tracer.Start(ctx, "xds.publish")
 	defer span.End()
 	in := input()
-	res, err := s.opts.Translate(in)
-	if err == nil && res == nil {
-		err = errors.New("xds: translate returned no resources")
-	}
-	if err == nil {
-		err = s.opts.Validate(res)
-	}
-	var builds []typeBuild
-	if err == nil {
-		builds, err = s.build(res)
+	var (
+		builds []typeBuild
+		res    *Resources
+		inc    *incremental
+		err    error
+	)
+	if s.incremental {
+		inc, err = s.buildIncremental(in)
+		if err == nil && s.customValidate {
+			err = s.opts.Validate(inc.next.resources())
+		}
+		if err == nil {
+			span.SetAttributes(attribute.Int("xds.retranslated_services", inc.retranslated))
+		}
+	} else {
+		res, err = s.opts.Translate(in)
+		if err == nil && res == nil {
+			err = errors.New("xds: translate returned no resources")
+		}
+		if err == nil {
+			err = s.opts.Validate(res)
+		}
+		if err == nil {
+			builds, err = s.build(res)
+		}
 	}
 	if err != nil {
 		s.metrics.translateErrors.Inc()
@@ -247,14 +303,34 @@ func (s *Server) publish(ctx context.Context, input func() Input) {
 	}
 	s.layerMu.Lock()
 	changed, removed := 0, 0
-	for _, b := range builds {
-		c, r := b.cache.set("", b.desired)
+	count := func(label string, c, r int) {
 		changed, removed = changed+c, removed+r
-		span.SetAttributes(attribute.Int("xds.changed."+b.label, c), attribute.Int("xds.removed."+b.label, r))
+		span.SetAttributes(attribute.Int("xds.changed."+label, c), attribute.Int("xds.removed."+label, r))
+	}
+	if inc != nil {
+		cs, rs := inc.commit()
+		for i, d := range inc.deltas {
+			count(d.label, cs[i], rs[i])
+		}
+		s.memo = inc.next
+		s.sharedEps, s.sharedCls, s.sharedRts = s.memo.eps, s.memo.cls, s.memo.rts
+		if s.opts.ValidateSidecar != nil {
+			res = s.memo.resources()
+		}
+	} else {
+		for _, b := range builds {
+			c, r := b.cache.set("", b.desired)
+			count(b.label, c, r)
+		}
+		s.sharedEps, s.sharedCls, s.sharedRts = builds[0].desired, builds[1].desired, builds[2].desired
 	}
 	s.input, s.shared = &in, res
+	if !tracingEqual(s.lastTracing, in.Tracing) {
+		s.tracingGen++
+	}
+	s.lastTracing = cloneTracing(in.Tracing)
 	for id, n := range s.sidecars {
-		s.buildSidecarLocked(id, n.sidecar)
+		s.buildSidecarLocked(id, n)
 	}
 	sidecars := len(s.sidecars)
 	s.layerMu.Unlock()
@@ -340,22 +416,6 @@ func resourceName(m proto.Message) string {
 	return ""
 }
 
-// validateSidecar checks each sidecar resource on its own (protoc-gen-validate
-// rules inside every Any, gRPC rules); the shared set was validated whole.
-func validateSidecar(_, own *Resources) error {
-	var errs []error
-	for _, l := range own.EnvoyListeners {
-		errs = append(errs, ValidateMessage(l))
-	}
-	for _, l := range own.Listeners {
-		errs = append(errs, ValidateMessage(l))
-	}
-	for _, c := range own.Clusters {
-		errs = append(errs, ValidateMessage(c))
-	}
-	return errors.Join(errs...)
-}
-
 // attachSidecar counts a stream of an Envoy node and builds its layer if it is
 // the node's first.
 func (s *Server) attachSidecar(id string, sc Sidecar) {
@@ -368,8 +428,8 @@ func (s *Server) attachSidecar(id string, sc Sidecar) {
 	}
 	n.refs++
 	if n.refs == 1 || !sidecarEqual(n.sidecar, sc) {
-		n.sidecar = sc
-		s.buildSidecarLocked(id, sc)
+		n.sidecar, n.built = sc, false
+		s.buildSidecarLocked(id, n)
 	}
 }
 
@@ -391,16 +451,33 @@ func (s *Server) detachSidecar(id string) {
 
 // buildSidecarLocked translates and publishes one sidecar's own listeners and
 // clusters. On error the node keeps its previous layer.
-func (s *Server) buildSidecarLocked(id string, sc Sidecar) {
+func (s *Server) buildSidecarLocked(id string, n *sidecarNode) {
 	if s.input == nil {
 		return // the first publish builds it
 	}
-	own, err := s.opts.TranslateSidecar(*s.input, sidecarFor(sc, *s.input))
+	resolved := s.resolveSidecarLocked(n.sidecar)
+	if s.defaultSidecar && n.built && n.gen == s.tracingGen && sidecarEqual(n.resolved, resolved) {
+		// Same own resources: only the shared ones they refer to may be gone.
+		v := &validator{}
+		v.resolve(n.ownRefs, s.sidecarExistsLocked(n.ownClusters))
+		if err := v.err(); err != nil {
+			s.metrics.translateErrors.Inc()
+			s.log.Error("xds: sidecar resources refer to missing shared ones", "node", id, "err", err)
+		}
+		return
+	}
+	own, err := s.opts.TranslateSidecar(*s.input, resolved)
 	if err == nil && own == nil {
 		own = &Resources{}
 	}
+	var refs []problem
+	var ownClusters map[string]bool
 	if err == nil {
-		err = s.opts.ValidateSidecar(s.shared, own)
+		if s.opts.ValidateSidecar == nil {
+			refs, ownClusters, err = s.checkSidecarLocked(own)
+		} else {
+			err = s.opts.ValidateSidecar(s.shared, own)
+		}
 	}
 	var ls, cs map[string]*entry
 	if err == nil {
@@ -416,6 +493,51 @@ func (s *Server) buildSidecarLocked(id string, sc Sidecar) {
 	}
 	s.caches.clusters.set(id, cs)
 	s.caches.listenersEnvoy.set(id, ls)
+	n.built, n.resolved, n.gen, n.ownRefs, n.ownClusters = true, resolved, s.tracingGen, refs, ownClusters
+}
+
+// resolveSidecarLocked completes a sidecar description against the last
+// input (sidecarFor), looking its service up in the memo when there is one.
+func (s *Server) resolveSidecarLocked(sc Sidecar) Sidecar {
+	if s.memo == nil {
+		return sidecarFor(sc, *s.input)
+	}
+	var in Input
+	if svc, ok := s.memo.service(sc.Service, sc.Namespace); ok {
+		in.Services = []registry.Service{svc}
+	}
+	return sidecarFor(sc, in)
+}
+
+// checkSidecarLocked validates a sidecar's own resources, each alone, and
+// resolves the references they make against the merged view: its own
+// clusters and the shared resources (the tracing cluster). The shared
+// resources were validated when published and are not checked again.
+func (s *Server) checkSidecarLocked(own *Resources) ([]problem, map[string]bool, error) {
+	v := &validator{collect: true}
+	var refs []problem
+	for _, l := range own.EnvoyListeners {
+		refs = append(refs, v.alone("envoy listener", l.GetName(), l)...)
+	}
+	for _, l := range own.Listeners {
+		refs = append(refs, v.alone("listener", l.GetName(), l)...)
+	}
+	ownClusters := make(map[string]bool, len(own.Clusters))
+	for _, c := range own.Clusters {
+		refs = append(refs, v.alone("cluster", c.GetName(), c)...)
+		ownClusters[c.GetName()] = true
+	}
+	v.resolve(refs, s.sidecarExistsLocked(ownClusters))
+	return refs, ownClusters, v.err()
+}
+
+// sidecarExistsLocked resolves a sidecar's references: clusters among its
+// own and the shared ones, everything else among the shared ones.
+func (s *Server) sidecarExistsLocked(ownClusters map[string]bool) func(kind, name string) bool {
+	shared := sharedExists(s.sharedEps, s.sharedCls, s.sharedRts)
+	return func(kind, name string) bool {
+		return kind == refCluster && ownClusters[name] || shared(kind, name)
+	}
 }
 
 func sidecarEqual(a, b Sidecar) bool {

@@ -113,6 +113,10 @@ func ValidateMessage(m proto.Message) error {
 // endpoints are the names known to exist; nil maps skip reference checks.
 type validator struct {
 	routes, clusters, endpoints map[string]bool
+	// collect makes ref record every reference as a problem with refKind
+	// set, to be resolved later (see alone and resolve), instead of
+	// checking it against the maps above.
+	collect bool
 	// kind and name identify the resource being walked.
 	kind, name string
 	errs       []problem
@@ -175,8 +179,11 @@ func (v *validator) needsWalk(md protoreflect.MessageDescriptor) bool {
 }
 
 // problem is one finding; kind and name are filled when it is reported.
+// A problem with refKind set is not a finding but a reference a collecting
+// validator recorded: the resource at path names refKind refName.
 type problem struct {
 	kind, name, path, msg string
+	refKind, refName      string
 }
 
 func (v *validator) err() error {
@@ -307,7 +314,7 @@ func (v *validator) sub(path string, m protoreflect.Message) {
 	key := a.GetTypeUrl() + "\x00" + string(a.GetValue())
 	if found, ok := v.anys[key]; ok {
 		for _, p := range found {
-			v.errs = append(v.errs, problem{kind: v.kind, name: v.name, path: path + p.path, msg: p.msg})
+			v.errs = append(v.errs, problem{kind: v.kind, name: v.name, path: path + p.path, msg: p.msg, refKind: p.refKind, refName: p.refName})
 		}
 		return
 	}
@@ -323,7 +330,7 @@ func (v *validator) sub(path string, m protoreflect.Message) {
 	}
 	found := make([]problem, 0, len(v.errs)-start)
 	for _, p := range v.errs[start:] {
-		found = append(found, problem{path: strings.TrimPrefix(p.path, path), msg: p.msg})
+		found = append(found, problem{path: strings.TrimPrefix(p.path, path), msg: p.msg, refKind: p.refKind, refName: p.refName})
 	}
 	v.anys[key] = found
 }
@@ -350,24 +357,36 @@ func (v *validator) check(path string, m proto.Message) {
 		}
 	case *routev3.RouteAction:
 		if c := m.GetCluster(); c != "" {
-			v.ref(join(path, "cluster"), "cluster", c, v.clusters)
+			v.ref(join(path, "cluster"), refCluster, c, v.clusters)
 		}
 		for i, wc := range m.GetWeightedClusters().GetClusters() {
 			if wc.GetName() != "" {
-				v.ref(fmt.Sprintf("%s.weighted_clusters.clusters[%d].name", path, i), "cluster", wc.GetName(), v.clusters)
+				v.ref(fmt.Sprintf("%s.weighted_clusters.clusters[%d].name", path, i), refCluster, wc.GetName(), v.clusters)
 			}
 		}
 	case *tcpproxyv3.TcpProxy:
 		if c := m.GetCluster(); c != "" {
-			v.ref(join(path, "cluster"), "cluster", c, v.clusters)
+			v.ref(join(path, "cluster"), refCluster, c, v.clusters)
 		}
 	case *corev3.GrpcService_EnvoyGrpc:
-		v.ref(join(path, "cluster_name"), "cluster", m.GetClusterName(), v.clusters)
+		v.ref(join(path, "cluster_name"), refCluster, m.GetClusterName(), v.clusters)
 	}
 }
 
-// ref reports a reference to a resource that is not in known.
+// Kinds of references between resources (problem.refKind).
+const (
+	refCluster    = "cluster"
+	refRoute      = "RouteConfiguration"
+	refAssignment = "ClusterLoadAssignment"
+)
+
+// ref reports a reference to a resource that is not in known, or records
+// it when collecting.
 func (v *validator) ref(path, kind, name string, known map[string]bool) {
+	if v.collect {
+		v.errs = append(v.errs, problem{kind: v.kind, name: v.name, path: path, refKind: kind, refName: name})
+		return
+	}
 	if known != nil && !known[name] {
 		v.fail(path, "%s %q does not exist", kind, name)
 	}
@@ -395,7 +414,7 @@ func (v *validator) checkCluster(path string, c *clusterv3.Cluster) {
 		if name == "" {
 			name = c.GetName()
 		}
-		v.ref(join(path, "eds_cluster_config"), "ClusterLoadAssignment", name, v.endpoints)
+		v.ref(join(path, "eds_cluster_config"), refAssignment, name, v.endpoints)
 	}
 }
 
@@ -458,6 +477,37 @@ func (v *validator) checkHCM(path string, hcm *hcmv3.HttpConnectionManager) {
 		if rds.GetConfigSource().GetAds() == nil && rds.GetConfigSource().GetSelf() == nil {
 			v.fail(join(path, "rds.config_source"), "must be ads (or self) for gRPC")
 		}
-		v.ref(join(path, "rds.route_config_name"), "RouteConfiguration", rds.GetRouteConfigName(), v.routes)
+		v.ref(join(path, "rds.route_config_name"), refRoute, rds.GetRouteConfigName(), v.routes)
+	}
+}
+
+// alone validates one resource like ValidateMessage, with a collecting
+// validator (whose Any memo then serves every resource it checks): the
+// problems stay in v.errs, the references the resource makes are returned
+// for resolve.
+func (v *validator) alone(kind, name string, m proto.Message) []problem {
+	start := len(v.errs)
+	v.resource(kind, name, m)
+	var refs []problem
+	kept := v.errs[:start]
+	for _, p := range v.errs[start:] { // writes never pass the read index
+		if p.refKind != "" {
+			refs = append(refs, p)
+		} else {
+			kept = append(kept, p)
+		}
+	}
+	v.errs = kept
+	return refs
+}
+
+// resolve reports every reference in refs for which exists is false, as
+// Validate would have.
+func (v *validator) resolve(refs []problem, exists func(kind, name string) bool) {
+	for _, r := range refs {
+		if !exists(r.refKind, r.refName) {
+			v.errs = append(v.errs, problem{kind: r.kind, name: r.name, path: r.path,
+				msg: fmt.Sprintf("%s %q does not exist", r.refKind, r.refName)})
+		}
 	}
 }
