@@ -398,13 +398,27 @@ func (m *memo) service(name, namespace string) (registry.Service, bool) {
 // starts to read must be added here; TestIncrementalPublishMatchesTranslate
 // changes every field.
 func serviceEqual(a, b registry.Service) bool {
-	if a.Name != b.Name || a.Namespace != b.Namespace || !slices.Equal(a.Ports, b.Ports) || len(a.Instances) != len(b.Instances) {
+	if a.Name != b.Name || a.Namespace != b.Namespace || !portsEqual(a.Ports, b.Ports) || len(a.Instances) != len(b.Instances) {
 		return false
 	}
 	for i := range a.Instances {
 		x, y := &a.Instances[i], &b.Instances[i]
-		if x.ID != y.ID || x.Service != y.Service || x.Namespace != y.Namespace || x.Address != y.Address ||
-			x.Locality != y.Locality || x.Weight != y.Weight || x.Health != y.Health || !slices.Equal(x.Ports, y.Ports) {
+		if x.ID != y.ID || x.Address != y.Address || x.Weight != y.Weight || x.Health != y.Health ||
+			x.Service != y.Service || x.Namespace != y.Namespace || x.Locality != y.Locality || !portsEqual(x.Ports, y.Ports) {
+			return false
+		}
+	}
+	return true
+}
+
+// portsEqual is slices.Equal for ports, written out: this loop runs for
+// every instance of the mesh on every publish.
+func portsEqual(a, b []registry.Port) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Port != b[i].Port || a[i].TargetPort != b[i].TargetPort || a[i].Protocol != b[i].Protocol || a[i].Name != b[i].Name {
 			return false
 		}
 	}
