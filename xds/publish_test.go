@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -439,4 +441,98 @@ func TestSidecarValidationResolvesReferences(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAssembleEqualsTranslate: on every golden input, assembling the
+// per-service translations and publishing incrementally both give exactly
+// Translate's resources.
+func TestAssembleEqualsTranslate(t *testing.T) {
+	cases, err := filepath.Glob(filepath.Join("testdata", "*.in.yaml"))
+	if err != nil || len(cases) == 0 {
+		t.Fatalf("golden inputs: %v, %v", cases, err)
+	}
+	for _, path := range cases {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			in := readGoldenInput(t, path).Input
+			want, err := Translate(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var parts []*ServiceResources
+			for _, svc := range sortedServices(in.Services) {
+				p, err := TranslateService(svc, in.Tracing)
+				if err != nil {
+					t.Fatal(err)
+				}
+				parts = append(parts, p)
+			}
+			if got := Assemble(parts, in.Tracing); !resourcesEqual(got, want) {
+				t.Error("Assemble(TranslateService...) differs from Translate")
+			}
+			srv, err := NewServer(ServerOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !publishInput(t, srv, in) {
+				t.Fatal("incremental publish failed")
+			}
+			if got := versions(cacheEntries(srv)); !maps.EqualFunc(got, translatedVersions(t, in), maps.Equal) {
+				t.Error("incremental publish differs from Translate")
+			}
+		})
+	}
+}
+
+func TestTranslateServiceRejectsInvalid(t *testing.T) {
+	ok := registry.Service{Name: "a", Namespace: "ns", Ports: []registry.Port{{Port: 80, Protocol: registry.ProtocolHTTP}}}
+	tests := []struct {
+		name string
+		mod  func(*registry.Service)
+		want string
+	}{
+		{"bad name", func(s *registry.Service) { s.Name = "A_" }, "service.name"},
+		{"port 0", func(s *registry.Service) { s.Ports[0].Port = 0 }, "service.ports[0].port"},
+		{"instance elsewhere", func(s *registry.Service) {
+			s.Instances = []registry.Instance{{ID: "i", Service: "b", Namespace: "ns", Address: "10.0.0.1", Health: registry.HealthServing}}
+		}, "service.instances[0]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			svc := ok
+			svc.Ports = slices.Clone(ok.Ports)
+			tt.mod(&svc)
+			if _, err := TranslateService(svc, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v, want one naming %s", err, tt.want)
+			}
+		})
+	}
+	if _, err := TranslateService(ok, nil); err != nil {
+		t.Errorf("valid service: %v", err)
+	}
+}
+
+// FuzzIncrementalPublish runs a random sequence of registry changes (from
+// the fuzzer's seed) through the incremental publish and compares every
+// step with a fresh Translate.
+func FuzzIncrementalPublish(f *testing.F) {
+	for _, seed := range []uint64{0, 1, 42, 1 << 40} {
+		f.Add(seed, uint8(20))
+	}
+	f.Fuzz(func(t *testing.T, seed uint64, steps uint8) {
+		srv, err := NewServer(ServerOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := meshGen{rand.New(rand.NewPCG(seed, 2))}
+		var in Input
+		for step := range int(steps) % 64 {
+			in = g.step(in)
+			if !publishInput(t, srv, in) {
+				t.Fatalf("step %d: publish failed", step)
+			}
+			if got, want := versions(cacheEntries(srv)), translatedVersions(t, in); !maps.EqualFunc(got, want, maps.Equal) {
+				t.Fatalf("step %d: published %v, Translate gives %v", step, got, want)
+			}
+		}
+	})
 }

@@ -26,10 +26,12 @@ import (
 //
 //	MESHPLANE_XDS_SCALE=1000 go test ./xds -run TestServerScale -v
 //
-// 1,000 services × 10 endpoints; clients in a child process, each on its own
-// connection with 10 by-name EDS subscriptions (all include svc-0); one
-// endpoint of svc-0 changes. It logs the server's memory per client and the
-// time from the publish to every client's ACK.
+// 1,000 services × 10 endpoints through the real publish pipeline (default
+// translator, incremental); clients in a child process, each on its own
+// connection with 10 by-name EDS subscriptions (all include the first
+// service); one instance of the first service changes weight. It logs the
+// server's memory per client and the time from the publish to every
+// client's ACK.
 const (
 	scaleEnv       = "MESHPLANE_XDS_SCALE"
 	scaleClientEnv = "MESHPLANE_XDS_SCALE_CLIENT"
@@ -53,6 +55,11 @@ func scaleResources(gen uint32) *Resources {
 	return res
 }
 
+// scaleCluster is the EDS name of service i of benchInput.
+func scaleCluster(i int) string {
+	return ClusterName(fmt.Sprintf("svc-%04d.bench", i), 50051)
+}
+
 func TestServerScale(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv(scaleEnv))
 	if n <= 0 {
@@ -61,14 +68,11 @@ func TestServerScale(t *testing.T) {
 	if os.Getenv("MESHPLANE_XDS_SCALE_HEAPPROFILE") != "" {
 		runtime.MemProfileRate = 1
 	}
-	var gen uint32
-	srv, err := NewServer(ServerOptions{
-		Translate: func(Input) (*Resources, error) { return scaleResources(gen), nil },
-		Validate:  func(*Resources) error { return nil },
-	})
+	srv, err := NewServer(ServerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	in := benchInput(scaleServices, 10)
 	g := grpc.NewServer(GRPCServerOptions()...)
 	srv.Register(g)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -78,7 +82,7 @@ func TestServerScale(t *testing.T) {
 	go func() { _ = g.Serve(lis) }()
 	defer g.Stop()
 	ctx := context.Background()
-	srv.publish(ctx, func() Input { return Input{} })
+	srv.publish(ctx, func() Input { return in })
 
 	for range 5 {
 		runtime.GC()
@@ -151,9 +155,9 @@ func TestServerScale(t *testing.T) {
 	var lat []time.Duration
 	for round := range 5 {
 		acked := histogramCount(srv.metrics.convergence)
-		gen = uint32(round + 1)
+		in = changeOneInstance(in, 0, 0, uint32(round+2))
 		start := time.Now()
-		srv.publish(ctx, func() Input { return Input{} })
+		srv.publish(ctx, func() Input { return in })
 		published := time.Since(start)
 		for histogramCount(srv.metrics.convergence) < acked+uint64(n) {
 			if time.Since(start) > 5*time.Minute {
@@ -204,9 +208,9 @@ func TestServerScaleClients(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		names := []string{"svc-0"}
+		names := []string{scaleCluster(0)}
 		for j := 1; j < 10; j++ {
-			names = append(names, fmt.Sprintf("svc-%d", (i*9+j)%scaleServices))
+			names = append(names, scaleCluster((i*9+j)%scaleServices))
 		}
 		req := &discoveryv3.DiscoveryRequest{Node: grpcNode(fmt.Sprintf("c%d", i)), TypeUrl: resourcev3.EndpointType, ResourceNames: names}
 		if err := st.Send(req); err != nil {
