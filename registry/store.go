@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.opentelemetry.io/otel/attribute"
@@ -195,8 +196,18 @@ func (s *Store) register(ctx context.Context, in *Instance) (RegisterResult, err
 	if err != nil {
 		return RegisterResult{}, fmt.Errorf("registry: encode instance: %w", err)
 	}
+	cur, known := s.cachedState(key)
 	for range maxTxnAttempts {
-		res, done, err := s.registerOnce(ctx, key, in.TTLSeconds, string(val))
+		if !known {
+			// No watch cache to ask (Run is not running or has not listed):
+			// read the key, once; later attempts learn it from the failed
+			// transaction.
+			if cur, err = s.getState(ctx, key); err != nil {
+				return RegisterResult{}, err
+			}
+			known = true
+		}
+		res, done, err := s.registerOnce(ctx, key, in.TTLSeconds, string(val), &cur)
 		if err != nil || done {
 			res.ID = in.ID
 			res.TTLSeconds = in.TTLSeconds
@@ -206,48 +217,110 @@ func (s *Store) register(ctx context.Context, in *Instance) (RegisterResult, err
 	return RegisterResult{}, fmt.Errorf("registry: register %s: %w", key, ErrConflict)
 }
 
-// registerOnce makes one attempt; done is false when a concurrent change
-// made a compare fail and the caller should try again.
-func (s *Store) registerOnce(ctx context.Context, key string, ttl int64, val string) (res RegisterResult, done bool, err error) {
+// keyState is what a write assumes about an instance key: its compare-and-swap
+// precondition. It comes from the watch cache, a Get, or the Else branch of a
+// transaction whose compare failed.
+type keyState struct {
+	modRev int64 // 0: the key does not exist
+	lease  clientv3.LeaseID
+	ttl    int64 // the TTL the stored instance was registered with
+}
+
+// cachedState is the key's state as the watch cache last saw it; known is
+// false when the cache has not listed etcd or Run is not running. It may lag
+// etcd: the write's compare catches that.
+func (s *Store) cachedState(key string) (st keyState, known bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.ready {
+		return keyState{}, false
+	}
+	e, ok := s.entries[key]
+	if !ok {
+		return keyState{}, true
+	}
+	return keyState{modRev: e.inst.ModRevision, lease: e.lease, ttl: e.inst.TTLSeconds}, true
+}
+
+// getState reads the key's state from etcd.
+func (s *Store) getState(ctx context.Context, key string) (keyState, error) {
 	octx, cancel := s.opCtx(ctx)
 	defer cancel()
 	get, err := s.cli.Get(octx, key)
 	if err != nil {
-		return res, false, s.etcdErr(ctx, "register", err)
+		return keyState{}, s.etcdErr(ctx, "register", err)
 	}
+	return stateOf(get.Kvs), nil
+}
+
+// stateOf makes the state of a key from the result of a Get of it.
+func stateOf(kvs []*mvccpb.KeyValue) keyState {
+	if len(kvs) != 1 {
+		return keyState{}
+	}
+	kv := kvs[0]
+	st := keyState{modRev: kv.ModRevision, lease: clientv3.LeaseID(kv.Lease)}
+	var old struct {
+		TTLSeconds int64 `json:"ttlSeconds"`
+	}
+	if json.Unmarshal(kv.Value, &old) == nil {
+		st.ttl = old.TTLSeconds
+	}
+	return st
+}
+
+// registerOnce makes one attempt assuming the key is in state cur: at best
+// one lease grant (or keep-alive) and one transaction. done is false when
+// the compare failed (cur then holds the key's current state, read in the
+// same transaction) or a lease expired in between, and the caller should try
+// again.
+func (s *Store) registerOnce(ctx context.Context, key string, ttl int64, val string, cur *keyState) (res RegisterResult, done bool, err error) {
+	octx, cancel := s.opCtx(ctx)
+	defer cancel()
 	cmp := clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
-	var oldLease clientv3.LeaseID
-	if len(get.Kvs) == 1 {
-		kv := get.Kvs[0]
-		cmp = clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)
-		oldLease = clientv3.LeaseID(kv.Lease)
-		var old Instance
-		if oldLease != 0 && json.Unmarshal(kv.Value, &old) == nil && old.TTLSeconds == ttl {
-			// Same TTL: refresh the live lease and rewrite the value on it.
-			_, err := s.cli.KeepAliveOnce(octx, oldLease)
-			switch {
-			case err == nil:
-				txn, err := s.cli.Txn(octx).If(cmp).Then(clientv3.OpPut(key, val, clientv3.WithLease(oldLease))).Commit()
-				if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-					return res, false, nil // expired in between: start over
-				}
-				if err != nil {
-					return res, false, s.etcdErr(ctx, "register", err)
-				}
-				return RegisterResult{Revision: txn.Header.Revision}, txn.Succeeded, nil
-			case errors.Is(err, rpctypes.ErrLeaseNotFound):
-				// The lease just expired; its key is about to go. Bind the
-				// value to a new lease below (the compare keeps it safe).
-			default:
+	if cur.modRev != 0 {
+		cmp = clientv3.Compare(clientv3.ModRevision(key), "=", cur.modRev)
+	}
+	// commit puts val on lease if cmp holds; otherwise it reads the key into
+	// cur, so that the retry needs no Get of its own.
+	commit := func(lease clientv3.LeaseID) (*clientv3.TxnResponse, error) {
+		txn, err := s.cli.Txn(octx).If(cmp).
+			Then(clientv3.OpPut(key, val, clientv3.WithLease(lease))).
+			Else(clientv3.OpGet(key)).
+			Commit()
+		if err == nil && !txn.Succeeded {
+			*cur = stateOf(txn.Responses[0].GetResponseRange().GetKvs())
+		}
+		return txn, err
+	}
+	if cur.modRev != 0 && cur.lease != 0 && cur.ttl == ttl {
+		// Same TTL: refresh the live lease and rewrite the value on it.
+		_, err := s.cli.KeepAliveOnce(octx, cur.lease)
+		switch {
+		case err == nil:
+			txn, err := commit(cur.lease)
+			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+				*cur = keyState{modRev: cur.modRev} // expired in between: start over on a new lease
+				return res, false, nil
+			}
+			if err != nil {
 				return res, false, s.etcdErr(ctx, "register", err)
 			}
+			return RegisterResult{Revision: txn.Header.Revision}, txn.Succeeded, nil
+		case errors.Is(err, rpctypes.ErrLeaseNotFound):
+			// The lease just expired; its key is about to go. Bind the
+			// value to a new lease below (the compare keeps it safe).
+		default:
+			return res, false, s.etcdErr(ctx, "register", err)
 		}
 	}
+	oldLease := cur.lease
+	created := cur.modRev == 0
 	grant, err := s.cli.Grant(octx, ttl)
 	if err != nil {
 		return res, false, s.etcdErr(ctx, "register", err)
 	}
-	txn, err := s.cli.Txn(octx).If(cmp).Then(clientv3.OpPut(key, val, clientv3.WithLease(grant.ID))).Commit()
+	txn, err := commit(grant.ID)
 	if err != nil || !txn.Succeeded {
 		s.revokeQuietly(ctx, grant.ID)
 		if err != nil {
@@ -259,7 +332,7 @@ func (s *Store) registerOnce(ctx context.Context, key string, ttl int64, val str
 		// The key is on the new lease now; the old one holds nothing.
 		s.revokeQuietly(ctx, oldLease)
 	}
-	return RegisterResult{Revision: txn.Header.Revision, Created: len(get.Kvs) == 0}, true, nil
+	return RegisterResult{Revision: txn.Header.Revision, Created: created}, true, nil
 }
 
 // revokeQuietly revokes a lease best-effort, even when ctx has ended: a

@@ -164,8 +164,26 @@ func TestHeartbeatKeepsInstanceAlive(t *testing.T) {
 }
 
 func TestConcurrentRegistrationsOfSameInstance(t *testing.T) {
-	t.Parallel() // its own etcd
-	e := newEnv(t, registry.StoreOptions{})
+	t.Parallel() // its own etcds
+	// With the watch cache running, writes start from its hint (and often a
+	// stale one, as the racers change the key under it); without, from a Get.
+	for name, withCache := range map[string]bool{"no watch cache": false, "watch cache": true} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, registry.StoreOptions{})
+			if withCache {
+				e.run(t)
+			}
+			registerConcurrently(t, e.store, e.cli)
+		})
+	}
+}
+
+// registerConcurrently registers one instance from 16 goroutines, half of
+// them with another TTL so that the lease-swap path races too, and checks
+// that exactly one reports Created and etcd ends with one key on one live
+// lease.
+func registerConcurrently(t *testing.T, store *registry.Store, cli *clientv3.Client) {
+	t.Helper()
 	ctx := ctxT(t)
 	const n = 16
 	var (
@@ -178,12 +196,11 @@ func TestConcurrentRegistrationsOfSameInstance(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			// Half change the TTL, so the lease-swap path races too.
 			ttl := int64(15)
 			if i%2 == 1 {
 				ttl = 20
 			}
-			res, err := e.store.Register(ctx, inst("racy", "10.0.0.4", withTTL(ttl)))
+			res, err := store.Register(ctx, inst("racy", "10.0.0.4", withTTL(ttl)))
 			mu.Lock()
 			defer mu.Unlock()
 			results = append(results, res)
@@ -206,24 +223,32 @@ func TestConcurrentRegistrationsOfSameInstance(t *testing.T) {
 	if created != 1 {
 		t.Errorf("%d registrations report Created, want exactly 1", created)
 	}
-	keys := etcdKeys(t, e.cli, instancesPrefix)
+	keys := etcdKeys(t, cli, instancesPrefix)
 	if len(keys) != 1 {
 		t.Fatalf("keys = %v, want exactly one", keys)
 	}
-	leases, err := e.cli.Leases(ctx)
+	checkOneLiveLease(t, cli, keys[0])
+}
+
+// checkOneLiveLease checks that etcd holds exactly one live lease and that
+// it holds only key.
+func checkOneLiveLease(t *testing.T, cli *clientv3.Client, key string) {
+	t.Helper()
+	ctx := ctxT(t)
+	leases, err := cli.Leases(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	live := 0
 	for _, l := range leases.Leases {
-		ttl, err := e.cli.TimeToLive(ctx, l.ID, clientv3.WithAttachedKeys())
+		ttl, err := cli.TimeToLive(ctx, l.ID, clientv3.WithAttachedKeys())
 		if err != nil {
 			t.Fatal(err)
 		}
 		if ttl.TTL > 0 {
 			live++
-			if len(ttl.Keys) != 1 || string(ttl.Keys[0]) != keys[0] {
-				t.Errorf("live lease %x holds %q, want %q", l.ID, ttl.Keys, keys[0])
+			if len(ttl.Keys) != 1 || string(ttl.Keys[0]) != key {
+				t.Errorf("live lease %x holds %q, want %q", l.ID, ttl.Keys, key)
 			}
 		}
 	}

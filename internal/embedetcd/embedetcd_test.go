@@ -3,6 +3,7 @@ package embedetcd_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -107,5 +108,75 @@ func put(ctx context.Context, t *testing.T, eps []string, k, v string) {
 	t.Helper()
 	if _, err := client(t, eps).Put(ctx, k, v); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestClientInProcess(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := embedetcd.Start(ctx, embedetcd.Config{DataDir: t.TempDir(), ClientAddr: "127.0.0.1:0", PeerAddr: "127.0.0.1:0", UnsafeNoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cli := s.Client()
+	defer cli.Close()
+
+	// A watch started before the write sees it.
+	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer wcancel()
+	wch := cli.Watch(wctx, "k", clientv3.WithPrefix())
+	grant, err := cli.Grant(ctx, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txn, err := cli.Txn(clientv3.WithRequireLeader(ctx)).
+		If(clientv3.Compare(clientv3.CreateRevision("k1"), "=", 0)).
+		Then(clientv3.OpPut("k1", "v", clientv3.WithLease(grant.ID))).
+		Commit()
+	if err != nil || !txn.Succeeded {
+		t.Fatalf("Txn = %v, %v; want success", txn, err)
+	}
+	select {
+	case resp := <-wch:
+		if len(resp.Events) != 1 || string(resp.Events[0].Kv.Key) != "k1" || clientv3.LeaseID(resp.Events[0].Kv.Lease) != grant.ID {
+			t.Fatalf("watch got %+v, want the put of k1 on lease %x", resp.Events, grant.ID)
+		}
+	case <-ctx.Done():
+		t.Fatal("watch saw nothing")
+	}
+	ka, err := cli.KeepAliveOnce(ctx, grant.ID)
+	if err != nil || ka.TTL != 60 {
+		t.Fatalf("KeepAliveOnce = %v, %v; want TTL 60", ka, err)
+	}
+	// A revoked lease takes its key with it, as over the network.
+	if _, err := cli.Revoke(ctx, grant.ID); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := cli.Get(ctx, "k1"); err != nil || len(resp.Kvs) != 0 {
+		t.Fatalf("Get after revoke = %v, %v; want no key", resp, err)
+	}
+
+	// Once the server stops, requests fail rather than hang until their
+	// deadline, and watches end.
+	s.Close()
+	for open := true; open; {
+		select {
+		case _, open = <-wch:
+		case <-time.After(30 * time.Second):
+			t.Fatal("watch still open 30 s after the server stopped")
+		}
+	}
+	for name, op := range map[string]func(context.Context) error{
+		"get":   func(ctx context.Context) error { _, err := cli.Get(ctx, "k1"); return err },
+		"put":   func(ctx context.Context) error { _, err := cli.Put(ctx, "k2", "v"); return err },
+		"grant": func(ctx context.Context) error { _, err := cli.Grant(ctx, 60); return err },
+	} {
+		octx, ocancel := context.WithTimeout(ctx, 10*time.Second)
+		err := op(octx)
+		ocancel()
+		if err == nil || errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s after Close: %v, want an error before the deadline", name, err)
+		}
 	}
 }
