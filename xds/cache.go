@@ -346,12 +346,18 @@ func (c *typeCache) notifyLocked(node string, modified []string) {
 			fired = append(fired, w)
 		}
 	}
-	seen := map[*cacheWatch]bool{}
-	for _, name := range modified {
-		for w := range c.byName[name] {
-			if !seen[w] {
-				seen[w] = true
-				visit(w)
+	if len(modified) == 1 { // the common push: no watch can be seen twice
+		for w := range c.byName[modified[0]] {
+			visit(w)
+		}
+	} else {
+		seen := map[*cacheWatch]bool{}
+		for _, name := range modified {
+			for w := range c.byName[name] {
+				if !seen[w] {
+					seen[w] = true
+					visit(w)
+				}
 			}
 		}
 	}
