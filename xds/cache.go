@@ -134,6 +134,10 @@ type typeCache struct {
 	layers   map[string]map[string]*entry
 	byName   map[string]map[*cacheWatch]struct{}
 	wildcard map[*cacheWatch]struct{}
+	// emptySets counts the sets in byName left empty. A push fires every
+	// watch of a name and the ACKs re-open them at once, so sets are kept
+	// (not re-allocated per watch) and swept only when many are empty.
+	emptySets int
 }
 
 var _ cachev3.Cache = (*typeCache)(nil)
@@ -251,6 +255,7 @@ func (c *typeCache) apply(upsert map[string]*entry, remove map[string]bool) (cha
 // changedLocked makes the cache ready on the first shared publish (answering
 // every waiting watch), else notifies the watches of the modified names.
 func (c *typeCache) changedLocked(node string, modified []string) {
+	c.sweepLocked()
 	if node == "" && !c.ready {
 		c.ready = true
 		c.lastChange.Store(nowNanos())
@@ -547,6 +552,8 @@ func (c *typeCache) trackLocked(w *cacheWatch) func() {
 			if ws == nil {
 				ws = map[*cacheWatch]struct{}{}
 				c.byName[name] = ws
+			} else if len(ws) == 0 {
+				c.emptySets--
 			}
 			ws[w] = struct{}{}
 		}
@@ -564,13 +571,29 @@ func (c *typeCache) removeLocked(w *cacheWatch) {
 		return
 	}
 	for name := range w.sub.SubscribedResources() {
-		if ws := c.byName[name]; ws != nil {
-			delete(ws, w)
-			if len(ws) == 0 {
-				delete(c.byName, name)
+		if ws := c.byName[name]; len(ws) > 0 {
+			if _, ok := ws[w]; ok {
+				delete(ws, w)
+				if len(ws) == 0 {
+					c.emptySets++
+				}
 			}
 		}
 	}
+}
+
+// sweepLocked drops the empty sets of byName once they are more than half
+// of it (and many), so names nobody watches any more cost nothing for long.
+func (c *typeCache) sweepLocked() {
+	if c.emptySets < 1024 || c.emptySets < len(c.byName)/2 {
+		return
+	}
+	for name, ws := range c.byName {
+		if len(ws) == 0 {
+			delete(c.byName, name)
+		}
+	}
+	c.emptySets = 0
 }
 
 // numWatches is the number of open watches (for tests).

@@ -2,12 +2,15 @@ package xds
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	streamv3 "github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
 	"google.golang.org/grpc"
 )
 
@@ -220,5 +223,40 @@ func TestServerEnvoyDeltaReconnectNoPush(t *testing.T) {
 	f.publish(res)
 	if got := deltaNames(c2.recv()); !svEqual(got, []string{"a"}) {
 		t.Fatalf("reconnected Envoy got %v first, want only the changed [a]", got)
+	}
+}
+
+// TestCacheSweepsEmptyWatchSets: sets of names nobody watches any more are
+// kept across a push (re-opened at once) but dropped once most are empty.
+func TestCacheSweepsEmptyWatchSets(t *testing.T) {
+	c := newTypeCache(resourcev3.EndpointType)
+	c.set("", map[string]*entry{})
+	var cancels []func()
+	for i := range 2000 {
+		name := fmt.Sprint("n-", i)
+		req := &discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNames: []string{name}, ResponseNonce: "x"}
+		cancel, err := c.CreateWatch(req, streamv3.NewSotwSubscription([]string{name}, false), make(chan cachev3.Response, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cancels = append(cancels, cancel)
+	}
+	for _, cancel := range cancels {
+		cancel()
+		cancel() // twice, as a fired and then replaced watch is
+	}
+	c.mu.Lock()
+	sets, empty := len(c.byName), c.emptySets
+	c.mu.Unlock()
+	if sets != 2000 || empty != 2000 {
+		t.Fatalf("%d sets, %d counted empty; want 2000 kept, all counted", sets, empty)
+	}
+	e, err := newEntry(resourcev3.EndpointType, "other", svCLA("other", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.apply(map[string]*entry{"other": e}, nil)
+	if c.numWatches() != 0 || len(c.byName) != 0 || c.emptySets != 0 {
+		t.Fatalf("after a publish: %d sets, %d empty, want none", len(c.byName), c.emptySets)
 	}
 }

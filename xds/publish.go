@@ -20,7 +20,7 @@ import (
 // services are translated, marshalled, hashed and deep-validated; the
 // cross-resource references of the whole set are re-resolved every publish
 // (map lookups). The memo lives in the Server; TranslateService, Assemble
-// and Translate stay pure. A tracing change starts from an empty memo.
+// and Translate stay pure. A tracing change re-translates every service.
 
 // memo is the incremental publish state of one published translation.
 type memo struct {
@@ -392,11 +392,13 @@ func (m *memo) service(name, namespace string) (registry.Service, bool) {
 	return sm.svc, true
 }
 
-// serviceEqual reports whether two services translate and validate the
-// same: it compares every field TranslateService and validateService read
-// (not labels, metadata, version, TTL or revision). A field the translator
-// starts to read must be added here; TestIncrementalPublishMatchesTranslate
-// changes every field.
+// serviceEqual reports whether two services are equal in every field, as
+// reflect.DeepEqual would but without reflection: it runs for every
+// instance of the mesh on every publish. Comparing all fields, not only
+// those the translator reads, keeps the memo right whatever the translator
+// comes to read; a field that changes alone (a re-registration's revision)
+// costs one service's translation, and no push, as versions are content
+// hashes. TestServiceEqualKnowsEveryField fails when a field is added.
 func serviceEqual(a, b registry.Service) bool {
 	if a.Name != b.Name || a.Namespace != b.Namespace || !portsEqual(a.Ports, b.Ports) || len(a.Instances) != len(b.Instances) {
 		return false
@@ -404,7 +406,9 @@ func serviceEqual(a, b registry.Service) bool {
 	for i := range a.Instances {
 		x, y := &a.Instances[i], &b.Instances[i]
 		if x.ID != y.ID || x.Address != y.Address || x.Weight != y.Weight || x.Health != y.Health ||
-			x.Service != y.Service || x.Namespace != y.Namespace || x.Locality != y.Locality || !portsEqual(x.Ports, y.Ports) {
+			x.ModRevision != y.ModRevision || x.Service != y.Service || x.Namespace != y.Namespace ||
+			x.Locality != y.Locality || x.Version != y.Version || x.TTLSeconds != y.TTLSeconds ||
+			!portsEqual(x.Ports, y.Ports) || !maps.Equal(x.Labels, y.Labels) || !maps.Equal(x.Metadata, y.Metadata) {
 			return false
 		}
 	}
@@ -425,15 +429,13 @@ func portsEqual(a, b []registry.Port) bool {
 	return true
 }
 
-// cloneService copies what serviceEqual compares.
+// cloneService copies a service deeply.
 func cloneService(svc registry.Service) registry.Service {
 	out := registry.Service{Name: svc.Name, Namespace: svc.Namespace, Ports: slices.Clone(svc.Ports)}
 	out.Instances = make([]registry.Instance, len(svc.Instances))
 	for i, in := range svc.Instances {
-		out.Instances[i] = registry.Instance{
-			ID: in.ID, Service: in.Service, Namespace: in.Namespace, Address: in.Address,
-			Ports: slices.Clone(in.Ports), Locality: in.Locality, Weight: in.Weight, Health: in.Health,
-		}
+		in.Ports, in.Labels, in.Metadata = slices.Clone(in.Ports), maps.Clone(in.Labels), maps.Clone(in.Metadata)
+		out.Instances[i] = in
 	}
 	return out
 }

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -535,4 +536,67 @@ func FuzzIncrementalPublish(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestServiceEqualKnowsEveryField: serviceEqual and cloneService compare and
+// copy every field; a field added to the registry types must be added
+// there, else the memo could keep a stale translation.
+func TestServiceEqualKnowsEveryField(t *testing.T) {
+	for typ, want := range map[reflect.Type]int{
+		reflect.TypeFor[registry.Service]():  4,
+		reflect.TypeFor[registry.Instance](): 13,
+		reflect.TypeFor[registry.Port]():     4,
+		reflect.TypeFor[registry.Locality](): 3,
+	} {
+		if got := typ.NumField(); got != want {
+			t.Errorf("%v has %d fields, serviceEqual knows %d: update serviceEqual, cloneService and this test", typ, got, want)
+		}
+	}
+	base := registry.Service{Name: "a", Namespace: "ns", Ports: []registry.Port{{Name: "p", Port: 80, Protocol: registry.ProtocolHTTP}},
+		Instances: []registry.Instance{{
+			ID: "i", Service: "a", Namespace: "ns", Address: "10.0.0.1", Ports: []registry.Port{{Port: 80, TargetPort: 8080}},
+			Locality: registry.Locality{Region: "r", Zone: "z", SubZone: "s"}, Weight: 2, Version: "v1",
+			Labels: map[string]string{"k": "v"}, Metadata: map[string]string{"m": "v"}, Health: registry.HealthServing,
+			TTLSeconds: 10, ModRevision: 7,
+		}}}
+	c := cloneService(base)
+	if !serviceEqual(base, c) || !reflect.DeepEqual(base, c) {
+		t.Fatal("a clone differs")
+	}
+	c.Instances[0].Labels["k"] = "w"
+	c.Instances[0].Ports[0].TargetPort = 1
+	if base.Instances[0].Labels["k"] != "v" || base.Instances[0].Ports[0].TargetPort != 8080 {
+		t.Fatal("the clone shares maps or slices with the original")
+	}
+	mods := map[string]func(*registry.Service){
+		"name":        func(s *registry.Service) { s.Name = "b" },
+		"namespace":   func(s *registry.Service) { s.Namespace = "b" },
+		"port name":   func(s *registry.Service) { s.Ports[0].Name = "q" },
+		"port":        func(s *registry.Service) { s.Ports[0].Port = 81 },
+		"target port": func(s *registry.Service) { s.Ports[0].TargetPort = 1 },
+		"protocol":    func(s *registry.Service) { s.Ports[0].Protocol = registry.ProtocolGRPC },
+		"instances":   func(s *registry.Service) { s.Instances = nil },
+		"id":          func(s *registry.Service) { s.Instances[0].ID = "j" },
+		"service":     func(s *registry.Service) { s.Instances[0].Service = "b" },
+		"inst ns":     func(s *registry.Service) { s.Instances[0].Namespace = "b" },
+		"address":     func(s *registry.Service) { s.Instances[0].Address = "10.0.0.2" },
+		"inst ports":  func(s *registry.Service) { s.Instances[0].Ports[0].Port = 81 },
+		"region":      func(s *registry.Service) { s.Instances[0].Locality.Region = "x" },
+		"zone":        func(s *registry.Service) { s.Instances[0].Locality.Zone = "x" },
+		"sub-zone":    func(s *registry.Service) { s.Instances[0].Locality.SubZone = "x" },
+		"weight":      func(s *registry.Service) { s.Instances[0].Weight = 3 },
+		"version":     func(s *registry.Service) { s.Instances[0].Version = "v2" },
+		"labels":      func(s *registry.Service) { s.Instances[0].Labels = nil },
+		"metadata":    func(s *registry.Service) { s.Instances[0].Metadata["m"] = "w" },
+		"health":      func(s *registry.Service) { s.Instances[0].Health = registry.HealthDraining },
+		"ttl":         func(s *registry.Service) { s.Instances[0].TTLSeconds = 11 },
+		"revision":    func(s *registry.Service) { s.Instances[0].ModRevision = 8 },
+	}
+	for name, mod := range mods {
+		c := cloneService(base)
+		mod(&c)
+		if serviceEqual(base, c) {
+			t.Errorf("%s: a change is not seen", name)
+		}
+	}
 }
