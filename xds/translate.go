@@ -24,7 +24,9 @@ import (
 // and no map order leaks out.
 //
 // It is pure: it reads only in and keeps nothing between calls. It returns an
-// error, and no resources, when in.Validate fails.
+// error, and no resources, when in.Validate fails. It is Assemble over
+// TranslateService of every service, which is how the Server publishes
+// incrementally (translating only the services that changed).
 func Translate(in Input) (*Resources, error) {
 	if err := in.Validate(); err != nil {
 		return nil, err
