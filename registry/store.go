@@ -157,6 +157,14 @@ func (s *Store) etcdErr(ctx context.Context, op string, err error) error {
 // revoked. Nothing is left half-written: a lease granted for a write that
 // fails is revoked. Errors: *ValidationError, ErrUnavailable, ErrConflict or
 // a context error.
+//
+// Cost: a new instance takes two etcd requests (a lease grant, then a
+// transaction that creates the key if it still does not exist), an update
+// with the same TTL a keep-alive and a transaction. The write starts from
+// what the watch cache (Run) knows of the key and compares against it; when
+// the cache was wrong, the failed transaction returns the key as it is and
+// the write is tried again from there. Without a running cache the key is
+// read first.
 func (s *Store) Register(ctx context.Context, in Instance) (RegisterResult, error) {
 	ctx, span := s.tracer.Start(ctx, "registry.Register", trace.WithSpanKind(trace.SpanKindInternal))
 	defer span.End()
