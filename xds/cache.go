@@ -59,9 +59,19 @@ func newEntry(typeURL, name string, r proto.Message) (*entry, error) {
 func stateVersion(known map[string]string) string {
 	var sum uint64
 	for name, v := range known {
-		sum += fnv64a(fnv64a(fnv64a(fnvOffset, name), "\x00"), v)
+		sum += pairHash(name, v)
 	}
-	return strconv.FormatUint(sum, 16) + "." + strconv.Itoa(len(known))
+	return formatStateVersion(sum, len(known))
+}
+
+// pairHash is one name/version pair's share of a state version.
+func pairHash(name, version string) uint64 {
+	return fnv64a(fnv64a(fnv64a(fnvOffset, name), "\x00"), version)
+}
+
+// formatStateVersion prints the sum of n pairHash values as a state version.
+func formatStateVersion(sum uint64, n int) string {
+	return strconv.FormatUint(sum, 16) + "." + strconv.Itoa(n)
 }
 
 const (
@@ -92,6 +102,10 @@ type cacheWatch struct {
 	sotwCh   chan cachev3.Response
 	deltaReq *cachev3.DeltaRequest
 	deltaCh  chan cachev3.DeltaResponse
+
+	// ads is set for a subscription of the SotW stream loop (ads.go): it
+	// stays indexed across pushes and a change only marks its stream dirty.
+	ads *adsType
 }
 
 func (w *cacheWatch) returned() map[string]string {
@@ -298,6 +312,10 @@ func (c *typeCache) answerAllLocked() {
 		all[w] = struct{}{}
 	}
 	for w := range all {
+		if w.ads != nil {
+			w.ads.stream.mark(w.ads.bit)
+			continue
+		}
 		if w.sotwReq != nil {
 			c.resumeLocked(w)
 		}
@@ -345,6 +363,10 @@ func (c *typeCache) notifyLocked(node string, modified []string) {
 	var fired []*cacheWatch
 	visit := func(w *cacheWatch) {
 		if node != "" && w.node != node {
+			return
+		}
+		if w.ads != nil {
+			w.ads.stream.mark(w.ads.bit)
 			return
 		}
 		if c.respondLocked(w, false) {
@@ -548,14 +570,7 @@ func (c *typeCache) trackLocked(w *cacheWatch) func() {
 		c.wildcard[w] = struct{}{}
 	} else {
 		for name := range w.sub.SubscribedResources() {
-			ws := c.byName[name]
-			if ws == nil {
-				ws = map[*cacheWatch]struct{}{}
-				c.byName[name] = ws
-			} else if len(ws) == 0 {
-				c.emptySets--
-			}
-			ws[w] = struct{}{}
+			c.indexLocked(w, name)
 		}
 	}
 	return func() {
@@ -571,12 +586,29 @@ func (c *typeCache) removeLocked(w *cacheWatch) {
 		return
 	}
 	for name := range w.sub.SubscribedResources() {
-		if ws := c.byName[name]; len(ws) > 0 {
-			if _, ok := ws[w]; ok {
-				delete(ws, w)
-				if len(ws) == 0 {
-					c.emptySets++
-				}
+		c.unindexLocked(w, name)
+	}
+}
+
+// indexLocked adds w to the watches of name.
+func (c *typeCache) indexLocked(w *cacheWatch, name string) {
+	ws := c.byName[name]
+	if ws == nil {
+		ws = map[*cacheWatch]struct{}{}
+		c.byName[name] = ws
+	} else if len(ws) == 0 {
+		c.emptySets--
+	}
+	ws[w] = struct{}{}
+}
+
+// unindexLocked removes w from the watches of name, if it is there.
+func (c *typeCache) unindexLocked(w *cacheWatch, name string) {
+	if ws := c.byName[name]; len(ws) > 0 {
+		if _, ok := ws[w]; ok {
+			delete(ws, w)
+			if len(ws) == 0 {
+				c.emptySets++
 			}
 		}
 	}

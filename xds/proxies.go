@@ -129,7 +129,7 @@ func (s *Server) Proxies() []ProxyStatus {
 	return out
 }
 
-func (s *Server) openStream(ctx context.Context, k streamKey) {
+func (s *Server) openStream(ctx context.Context, k streamKey) *streamState {
 	st := &streamState{delta: k.delta, since: time.Now(), types: map[string]*typeState{}}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		st.address = p.Addr.String()
@@ -137,6 +137,7 @@ func (s *Server) openStream(ctx context.Context, k streamKey) {
 	s.streamsMu.Lock()
 	s.streams[k] = st
 	s.streamsMu.Unlock()
+	return st
 }
 
 func (s *Server) closeStream(k streamKey) {
@@ -169,6 +170,11 @@ func (s *Server) request(k streamKey, node *corev3.Node, typeURL, nonce, held st
 	if st == nil {
 		return nil
 	}
+	return s.requestState(st, k.delta, node, typeURL, nonce, held, errDetail, subscribed, unsubscribed)
+}
+
+// requestState is request on a known stream.
+func (s *Server) requestState(st *streamState, delta bool, node *corev3.Node, typeURL, nonce, held string, errDetail *rpcstatus.Status, subscribed, unsubscribed []string) error {
 	now := time.Now()
 	st.mu.Lock()
 	if !st.hasNode && node != nil {
@@ -196,7 +202,7 @@ func (s *Server) request(k streamKey, node *corev3.Node, typeURL, nonce, held st
 		st.types[typeURL] = ts
 	}
 	ts.lastRequest = now.UnixNano()
-	if k.delta {
+	if delta {
 		for _, n := range subscribed {
 			if n == "*" {
 				ts.wildcard = true
@@ -255,8 +261,12 @@ func (s *Server) request(k streamKey, node *corev3.Node, typeURL, nonce, held st
 
 // response records a response about to be sent.
 func (s *Server) response(k streamKey, typeURL, nonce, version string) {
+	s.responseState(s.stream(k), typeURL, nonce, version)
+}
+
+// responseState is response on a known stream (nil: closed).
+func (s *Server) responseState(st *streamState, typeURL, nonce, version string) {
 	s.metrics.pushes.WithLabelValues(typeLabel(typeURL)).Inc()
-	st := s.stream(k)
 	if st == nil {
 		return
 	}

@@ -119,6 +119,7 @@ type Server struct {
 
 	streamsMu sync.Mutex
 	streams   map[streamKey]*streamState
+	sotwIDs   atomic.Int64 // numbers the SotW streams (ads.go)
 }
 
 // sidecarNode is an Envoy node ID with at least one open stream.
@@ -216,7 +217,7 @@ func cpLogger(l *slog.Logger) cplog.Logger {
 // Register serves ADS (SotW StreamAggregatedResources and delta
 // DeltaAggregatedResources) on g.
 func (s *Server) Register(g *grpc.Server) {
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, adsServer{s})
 }
 
 // Notify tells the server its input changed. It never blocks and may be
@@ -231,7 +232,9 @@ func (s *Server) Notify() {
 // Ready reports whether a first translation has been published.
 func (s *Server) Ready() bool { return s.ready.Load() }
 
-// Close ends every open xDS stream. Run must have returned or be stopping.
+// Close ends every open delta xDS stream at once and every SotW stream at its
+// next request (stopping the grpc.Server ends them all); new streams are
+// refused. Run must have returned or be stopping.
 func (s *Server) Close() error {
 	s.cancel()
 	return nil

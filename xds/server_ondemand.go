@@ -23,35 +23,39 @@ type onDemandListeners struct {
 var _ cachev3.Cache = (*onDemandListeners)(nil)
 
 func (o *onDemandListeners) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch chan cachev3.Response) (func(), error) {
-	o.ensure(req.GetResourceNames())
+	o.s.ensureServerListeners(req.GetResourceNames())
 	return o.typeCache.CreateWatch(req, sub, ch)
 }
 
 func (o *onDemandListeners) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, ch chan cachev3.DeltaResponse) (func(), error) {
-	o.ensure(req.GetResourceNamesSubscribe())
+	o.s.ensureServerListeners(req.GetResourceNamesSubscribe())
 	return o.typeCache.CreateDeltaWatch(req, sub, ch)
 }
 
-func (o *onDemandListeners) ensure(names []string) {
+// ensureServerListeners adds the on-demand xDS-server Listeners among names
+// (gRPC nodes' LDS request) that do not exist yet. Call it without the LDS
+// cache's lock.
+func (s *Server) ensureServerListeners(names []string) {
+	o := s.caches.listenersGRPC
 	for _, name := range names {
 		ip, port, ok := serverListenerAddr(name)
 		if !ok || o.has(name) {
 			continue
 		}
-		l := o.s.opts.ServerListener(ip, port)
+		l := s.opts.ServerListener(ip, port)
 		if l == nil || l.GetName() != name {
 			continue
 		}
 		e, err := newEntry(resourcev3.ListenerType, name, l)
 		if err != nil {
-			o.s.log.Error("xds: on-demand server listener", "name", name, "err", err)
+			s.log.Error("xds: on-demand server listener", "name", name, "err", err)
 			continue
 		}
-		if err := o.addExtra(e, o.s.opts.MaxOnDemandListeners); err != nil {
-			o.s.log.Warn("xds: on-demand server listener refused", "name", name, "err", err)
+		if err := o.addExtra(e, s.opts.MaxOnDemandListeners); err != nil {
+			s.log.Warn("xds: on-demand server listener refused", "name", name, "err", err)
 			continue
 		}
-		o.s.log.Debug("xds: added on-demand server listener", "name", name)
+		s.log.Debug("xds: added on-demand server listener", "name", name)
 	}
 }
 

@@ -1,0 +1,438 @@
+package xds
+
+import (
+	"errors"
+	"io"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// The SotW ADS loop. Proxyless gRPC clients (thousands of them) use SotW, so
+// it is served here rather than by go-control-plane's SotW server, which runs
+// two goroutines per stream plus a channel per watch and re-creates every
+// watch after each response. Delta (Envoy sidecars) stays on go-control-plane.
+//
+//   - The gRPC handler goroutine is the stream's only long-lived goroutine: it
+//     loops on Recv and applies each request (subscribe, unsubscribe, ACK,
+//     NACK) inline to the stream's per-type subscription, which the type
+//     cache indexes by name (or as wildcard) until the subscription changes.
+//   - A publish does not wake it: the cache marks each affected stream dirty
+//     for the type (an atomic bit) and, if no send is in flight for the
+//     stream, starts a goroutine that builds and sends the latest state of
+//     every dirty type, then exits. Repeated publishes coalesce (latest
+//     wins); a client that does not read blocks only its own sender.
+//   - A request that needs an answer marks its type dirty the same way, and
+//     the handler sends inline when no sender runs. Sends of one stream are
+//     thus never concurrent (the sending flag, and sendMu for the close).
+//   - What a stream holds per type is the subscribed names with the version
+//     last sent of each: the next response carries what differs (every
+//     subscribed resource for LDS and CDS). A NACKed version counts as sent,
+//     so it is not resent until its content changes (the NACK guard).
+
+// Bits of adsStream.dirty, one per served type.
+const (
+	adsListeners = iota
+	adsRoutes
+	adsClusters
+	adsEndpoints
+	numADSTypes
+)
+
+// adsTypeIndex is the dirty bit index of a served type URL, -1 for others.
+func adsTypeIndex(typeURL string) int {
+	switch typeURL {
+	case resourcev3.ListenerType:
+		return adsListeners
+	case resourcev3.RouteType:
+		return adsRoutes
+	case resourcev3.ClusterType:
+		return adsClusters
+	case resourcev3.EndpointType:
+		return adsEndpoints
+	}
+	return -1
+}
+
+// adsServer is the Server as an ADS gRPC service: SotW here, delta on
+// go-control-plane.
+type adsServer struct{ s *Server }
+
+var _ discoveryv3.AggregatedDiscoveryServiceServer = adsServer{}
+
+func (a adsServer) StreamAggregatedResources(stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
+	return a.s.streamSotw(stream)
+}
+
+func (a adsServer) DeltaAggregatedResources(stream discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
+	return a.s.xds.DeltaAggregatedResources(stream)
+}
+
+// adsStream is one SotW stream.
+type adsStream struct {
+	s      *Server
+	stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer
+	st     *streamState
+	// types is written by the handler goroutine only, before the type's
+	// first mark; senders read it after taking the mark.
+	types [numADSTypes]*adsType
+
+	dirty   atomic.Uint32 // bit i: type i may have something to send
+	sending atomic.Bool   // a send loop runs (or is about to)
+	closed  atomic.Bool
+	sendErr atomic.Pointer[error]
+	// sendMu is held by the send loop: closing the stream takes it, so no
+	// send happens after the handler returned.
+	sendMu sync.Mutex
+	nonce  uint64 // guarded by sendMu
+}
+
+// adsType is one stream's subscription to one type. Its fields, except the
+// immutable ones, are guarded by c.mu.
+type adsType struct {
+	w      cacheWatch // how c indexes it; w.ads points back
+	c      *typeCache
+	stream *adsStream
+	bit    uint32
+
+	// names are the subscribed names (wildcard: the names sent) with the
+	// version of each last sent, "" if none.
+	names map[string]string
+	// legacy: the first request named nothing, so an empty list keeps
+	// meaning wildcard (until a request names something).
+	legacy bool
+	// reply: answer even if nothing is new (a request without nonce).
+	reply bool
+	// removed: a resource the client holds is gone or unsubscribed, which
+	// a full-state (LDS, CDS) response must show.
+	removed bool
+	// sent: a response was sent, or the client resumed what it held.
+	sent bool
+	// resume is the version_info of the type's first request, checked
+	// against the current state before the first response.
+	resume string
+}
+
+// streamSotw serves one SotW ADS stream on the handler goroutine.
+func (s *Server) streamSotw(stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
+	if s.ctx.Err() != nil {
+		return status.Error(codes.Unavailable, "xds: server closed")
+	}
+	k := streamKey{id: s.sotwIDs.Add(1)}
+	a := &adsStream{s: s, stream: stream, st: s.openStream(stream.Context(), k)}
+	defer s.closeStream(k)
+	defer a.close()
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if s.ctx.Err() != nil {
+			return status.Error(codes.Unavailable, "xds: server closed")
+		}
+		if err := a.handle(req); err != nil {
+			return err
+		}
+		if p := a.sendErr.Load(); p != nil {
+			return *p
+		}
+	}
+}
+
+// handle applies one request.
+func (a *adsStream) handle(req *discoveryv3.DiscoveryRequest) error {
+	typeURL := req.GetTypeUrl()
+	if typeURL == "" {
+		return status.Error(codes.InvalidArgument, "xds: type_url is required on an ADS stream")
+	}
+	names, nonce := req.GetResourceNames(), req.GetResponseNonce()
+	if err := a.s.requestState(a.st, false, req.GetNode(), typeURL, nonce, req.GetVersionInfo(),
+		req.GetErrorDetail(), names, nil); err != nil {
+		return err
+	}
+	i := adsTypeIndex(typeURL)
+	if i < 0 {
+		return nil // not served; the stream stays open
+	}
+	t := a.types[i]
+	if t == nil {
+		// st.info is written only by this goroutine (requestState).
+		kind := a.st.info.Kind
+		t = &adsType{c: a.s.caches.forType(typeURL, kind), stream: a, bit: 1 << i, legacy: len(names) == 0, names: map[string]string{}}
+		t.w.ads = t
+		if kind == KindEnvoy {
+			t.w.node = a.st.info.ID
+		}
+		a.types[i] = t
+	}
+	if t.c == a.s.caches.listenersGRPC {
+		a.s.ensureServerListeners(names)
+	}
+	t.c.mu.Lock()
+	wake := t.applyLocked(names, nonce, req.GetVersionInfo())
+	t.c.mu.Unlock()
+	if wake {
+		a.dirty.Or(t.bit)
+		if a.sending.CompareAndSwap(false, true) {
+			a.sendLoop()
+		}
+	}
+	return nil
+}
+
+// applyLocked applies a request's resource names and reports whether the
+// type needs a response check.
+func (t *adsType) applyLocked(names []string, nonce, version string) (wake bool) {
+	c, w := t.c, &t.w
+	wild := false
+	if t.legacy && len(names) == 0 {
+		wild = true
+	} else {
+		t.legacy = false
+		for _, n := range names {
+			if n == "*" {
+				wild = true
+			}
+		}
+	}
+	if c.envoyWildcard && w.node != "" {
+		wild = true // see typeCache.envoyWildcard
+	}
+	if nonce == "" {
+		t.reply, wake = true, true
+		if version != "" && !t.sent {
+			t.resume = version
+		}
+	}
+	if wild != w.wildcard {
+		wake = true
+		if wild {
+			for name, v := range t.names {
+				c.unindexLocked(w, name)
+				if v == "" {
+					delete(t.names, name)
+				}
+			}
+			c.wildcard[w] = struct{}{}
+		} else {
+			delete(c.wildcard, w)
+			for name := range t.names {
+				c.indexLocked(w, name)
+			}
+		}
+		w.wildcard = wild
+	}
+	if wild || sameNames(t.names, names) {
+		return wake
+	}
+	want := make(map[string]struct{}, len(names))
+	for _, n := range names {
+		want[n] = struct{}{}
+	}
+	for name, v := range t.names {
+		if _, ok := want[name]; !ok {
+			if v != "" {
+				t.removed = true
+			}
+			delete(t.names, name)
+			c.unindexLocked(w, name)
+		}
+	}
+	for name := range want {
+		if _, ok := t.names[name]; !ok {
+			t.names[name] = ""
+			c.indexLocked(w, name)
+		}
+	}
+	return true
+}
+
+// sameNames reports whether names (no "*") is exactly the set of keys of
+// have, without allocating for the usual ACK that repeats its names.
+func sameNames(have map[string]string, names []string) bool {
+	if len(names) != len(have) || len(names) > 32 {
+		return false
+	}
+	for i, n := range names {
+		if _, ok := have[n]; !ok {
+			return false
+		}
+		for _, m := range names[:i] {
+			if m == n {
+				return false // a duplicate: some name of have is missing
+			}
+		}
+	}
+	return true
+}
+
+// mark records that type bit may have something to send and starts a send
+// loop unless one runs. It never blocks (called under a cache's lock).
+func (a *adsStream) mark(bit uint32) {
+	a.dirty.Or(bit)
+	if a.sending.CompareAndSwap(false, true) {
+		go a.sendLoop()
+	}
+}
+
+// sendLoop sends every dirty type's latest state until none is dirty. The
+// caller set sending.
+func (a *adsStream) sendLoop() {
+	a.sendMu.Lock()
+	defer a.sendMu.Unlock()
+	for {
+		bits := a.dirty.Swap(0)
+		if bits == 0 || a.closed.Load() {
+			a.sending.Store(false)
+			// A mark between the Swap and the Store found sending set.
+			if a.closed.Load() || a.dirty.Load() == 0 || !a.sending.CompareAndSwap(false, true) {
+				return
+			}
+			continue
+		}
+		for i, t := range a.types {
+			if bits&(1<<i) == 0 || t == nil {
+				continue
+			}
+			if err := a.send(t); err != nil {
+				a.sendErr.CompareAndSwap(nil, &err)
+				a.closed.Store(true)
+				break
+			}
+		}
+	}
+}
+
+// send builds t's response, if any, and sends it.
+func (a *adsStream) send(t *adsType) error {
+	t.c.mu.Lock()
+	resp := t.buildLocked()
+	t.c.mu.Unlock()
+	if resp == nil {
+		return nil
+	}
+	a.nonce++
+	resp.Nonce = strconv.FormatUint(a.nonce, 10)
+	// Recorded before the send: the ACK may come back first.
+	a.s.responseState(a.st, resp.TypeUrl, resp.Nonce, resp.VersionInfo)
+	return a.stream.Send(resp)
+}
+
+// buildLocked is the response t needs now, nil if none, and records its
+// versions as sent.
+func (t *adsType) buildLocked() *discoveryv3.DiscoveryResponse {
+	c, node := t.c, t.w.node
+	if !c.ready {
+		return nil // nothing before the first publish: see typeCache.ready
+	}
+	if t.w.wildcard {
+		c.visibleLocked(node, func(e *entry) {
+			if _, ok := t.names[e.name]; !ok {
+				t.names[e.name] = ""
+			}
+		})
+	}
+	if t.resume != "" {
+		held := t.resume
+		t.resume = ""
+		if t.reply && !t.sent && t.currentVersionLocked() == held {
+			// It holds everything already (from another replica, or before
+			// a restart): nothing until something changes.
+			for name := range t.names {
+				if e := c.lookupLocked(node, name); e != nil {
+					t.names[name] = e.version
+				} else if t.w.wildcard {
+					delete(t.names, name)
+				}
+			}
+			t.reply, t.sent = false, true
+			return nil
+		}
+	}
+	changed := 0
+	for name, v := range t.names {
+		e := c.lookupLocked(node, name)
+		switch {
+		case e != nil && e.version != v:
+			changed++
+		case e == nil && v != "":
+			t.removed = true
+		}
+	}
+	if !t.reply && changed == 0 && (!t.removed || !c.fullState) {
+		// SotW cannot express the deletion of a resource that is not full
+		// state; the client learns of it when it stops asking.
+		return nil
+	}
+	n := changed
+	if c.fullState {
+		n = len(t.names)
+	}
+	anys := make([]*anypb.Any, 0, n)
+	var sum uint64
+	held := 0
+	for name, v := range t.names {
+		e := c.lookupLocked(node, name)
+		if e == nil {
+			if t.w.wildcard {
+				delete(t.names, name)
+			} else {
+				t.names[name] = ""
+			}
+			continue
+		}
+		if c.fullState || e.version != v {
+			anys = append(anys, e.any)
+			t.names[name] = e.version
+		}
+		sum += pairHash(name, e.version)
+		held++
+	}
+	t.reply, t.removed, t.sent = false, false, true
+	return &discoveryv3.DiscoveryResponse{VersionInfo: formatStateVersion(sum, held), Resources: anys, TypeUrl: c.typeURL}
+}
+
+// currentVersionLocked is the state version of the subscribed resources as
+// the cache holds them now.
+func (t *adsType) currentVersionLocked() string {
+	var sum uint64
+	n := 0
+	for name := range t.names {
+		if e := t.c.lookupLocked(t.w.node, name); e != nil {
+			sum += pairHash(name, e.version)
+			n++
+		}
+	}
+	return formatStateVersion(sum, n)
+}
+
+// close unsubscribes every type and waits for a send in flight.
+func (a *adsStream) close() {
+	a.closed.Store(true)
+	for _, t := range a.types {
+		if t == nil {
+			continue
+		}
+		t.c.mu.Lock()
+		if t.w.wildcard {
+			delete(t.c.wildcard, &t.w)
+		} else {
+			for name := range t.names {
+				t.c.unindexLocked(&t.w, name)
+			}
+		}
+		t.c.mu.Unlock()
+	}
+	a.sendMu.Lock()
+	//nolint:staticcheck // empty critical section: waits for the send loop
+	a.sendMu.Unlock()
+}
