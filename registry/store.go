@@ -68,6 +68,7 @@ type Store struct {
 	metrics *metrics
 	timeout time.Duration
 	tracer  trace.Tracer
+	batch   *txnBatcher
 
 	mu       sync.Mutex
 	running  bool
@@ -116,6 +117,7 @@ func NewStore(cli *clientv3.Client, opts StoreOptions) (*Store, error) {
 		metrics:  m,
 		timeout:  timeout,
 		tracer:   tp.Tracer("github.com/meshplane/meshplane/registry"),
+		batch:    &txnBatcher{kv: cli, timeout: timeout},
 		entries:  map[string]entry{},
 		services: map[serviceKey]int{},
 		snap:     Snapshot{Services: []Service{}},
@@ -164,7 +166,9 @@ func (s *Store) etcdErr(ctx context.Context, op string, err error) error {
 // what the watch cache (Run) knows of the key and compares against it; when
 // the cache was wrong, the failed transaction returns the key as it is and
 // the write is tried again from there. Without a running cache the key is
-// read first.
+// read first. Under load the transactions of concurrent registrations are
+// merged into one etcd transaction (see txnBatcher): one raft proposal for
+// many writes, each still decided by its own compare.
 func (s *Store) Register(ctx context.Context, in Instance) (RegisterResult, error) {
 	ctx, span := s.tracer.Start(ctx, "registry.Register", trace.WithSpanKind(trace.SpanKindInternal))
 	defer span.End()
@@ -292,10 +296,7 @@ func (s *Store) registerOnce(ctx context.Context, key string, ttl int64, val str
 	// commit puts val on lease if cmp holds; otherwise it reads the key into
 	// cur, so that the retry needs no Get of its own.
 	commit := func(lease clientv3.LeaseID) (*clientv3.TxnResponse, error) {
-		txn, err := s.cli.Txn(octx).If(cmp).
-			Then(clientv3.OpPut(key, val, clientv3.WithLease(lease))).
-			Else(clientv3.OpGet(key)).
-			Commit()
+		txn, err := s.batch.commit(octx, key, cmp, clientv3.OpPut(key, val, clientv3.WithLease(lease)), clientv3.OpGet(key))
 		if err == nil && !txn.Succeeded {
 			*cur = stateOf(txn.Responses[0].GetResponseRange().GetKvs())
 		}
