@@ -1,0 +1,284 @@
+package xds
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+)
+
+func TestSameNames(t *testing.T) {
+	have := map[string]string{"a": "1", "b": ""}
+	tests := map[string]struct {
+		names []string
+		want  bool
+	}{
+		"same":             {[]string{"a", "b"}, true},
+		"other order":      {[]string{"b", "a"}, true},
+		"fewer":            {[]string{"a"}, false},
+		"more":             {[]string{"a", "b", "c"}, false},
+		"other":            {[]string{"a", "c"}, false},
+		"duplicate":        {[]string{"a", "a"}, false},
+		"empty":            {nil, false},
+		"duplicate of two": {[]string{"b", "b"}, false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := sameNames(have, tc.names); got != tc.want {
+				t.Fatalf("sameNames(%v, %v) = %v, want %v", have, tc.names, got, tc.want)
+			}
+		})
+	}
+	if !sameNames(map[string]string{}, nil) {
+		t.Fatal("no names is the same as none subscribed")
+	}
+}
+
+// claHolder is what a test client holds of EDS, by cluster name.
+type claHolder struct {
+	mu      sync.Mutex
+	have    map[string]*endpointv3.ClusterLoadAssignment
+	version string // version_info of the last response
+}
+
+func newCLAHolder() *claHolder {
+	return &claHolder{have: map[string]*endpointv3.ClusterLoadAssignment{}}
+}
+
+func (h *claHolder) take(t *testing.T, r *discoveryv3.DiscoveryResponse) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, a := range r.GetResources() {
+		cla := &endpointv3.ClusterLoadAssignment{}
+		if err := a.UnmarshalTo(cla); err != nil {
+			t.Errorf("unmarshal: %v", err)
+			continue
+		}
+		h.have[cla.GetClusterName()] = cla
+	}
+	h.version = r.GetVersionInfo()
+}
+
+// holds reports whether h holds exactly want's endpoints of names.
+func (h *claHolder) holds(want map[string]*endpointv3.ClusterLoadAssignment, names []string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, n := range names {
+		if !proto.Equal(h.have[n], want[n]) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestADSStuckClientDoesNotDelayOthers: a client that never reads blocks
+// its own sends (HTTP/2 flow control) but neither the publisher nor any
+// other client; once it reads again it gets the latest state.
+func TestADSStuckClientDoesNotDelayOthers(t *testing.T) {
+	const others, publishes, big, small = 50, 20, 10, 5
+	build := func(gen int) *Resources {
+		res := baseResources()
+		res.Endpoints = nil
+		for i := range big {
+			// ≈ 300 endpoints: each push to the stuck client is ≈ 100 KiB,
+			// more than its stream window and gRPC's write quota together
+			// after two publishes.
+			ports := make([]uint32, 300)
+			for j := range ports {
+				ports[j] = uint32(10000 + gen*300 + j)
+			}
+			res.Endpoints = append(res.Endpoints, svCLA(fmt.Sprintf("big-%d", i), ports...))
+		}
+		for i := range small {
+			res.Endpoints = append(res.Endpoints, svCLA(fmt.Sprintf("small-%d", i), uint32(1000+gen)))
+		}
+		return res
+	}
+	var bigNames, smallNames []string
+	for i := range big {
+		bigNames = append(bigNames, fmt.Sprintf("big-%d", i))
+	}
+	for i := range small {
+		smallNames = append(smallNames, fmt.Sprintf("small-%d", i))
+	}
+	allNames := append(append([]string(nil), bigNames...), smallNames...)
+	f := newFixture(t, build(0))
+
+	// The stuck client: fixed 64 KiB windows (no BDP growth), and nobody
+	// calls Recv until the end.
+	cc, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	stuck, err := discoveryv3.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stuck.Send(&discoveryv3.DiscoveryRequest{Node: grpcNode("stuck"), TypeUrl: resourcev3.EndpointType, ResourceNames: allNames}); err != nil {
+		t.Fatal(err)
+	}
+
+	holders := make([]*claHolder, others)
+	for i := range others {
+		h := newCLAHolder()
+		holders[i] = h
+		c := newSotwClient(t, f.conn(), grpcNode(fmt.Sprintf("reader-%d", i)))
+		c.send(resourcev3.EndpointType, smallNames, "", "", nil)
+		go func() {
+			for r := range c.resps {
+				h.take(t, r)
+				if err := c.stream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: r.GetTypeUrl(), ResourceNames: smallNames,
+					VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()}); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	eventually(t, func() bool { return len(f.srv.Proxies()) == others+1 }, "every client connected")
+
+	for gen := 1; gen <= publishes; gen++ {
+		res := build(gen)
+		f.publish(res) // would hang if a send blocked the publisher
+		want := map[string]*endpointv3.ClusterLoadAssignment{}
+		for _, c := range res.Endpoints {
+			want[c.GetClusterName()] = c
+		}
+		for i, h := range holders {
+			eventually(t, func() bool { return h.holds(want, smallNames) }, "reader %d to hold publish %d", i, gen)
+		}
+	}
+
+	// The stuck client's sends were blocked: it can have acknowledged
+	// nothing, and it has not been sent every publish (they coalesced
+	// while its send was blocked).
+	sent := metricValue(f.srv.metrics.pushes.WithLabelValues("eds"))
+	if max := float64(others*(publishes+1) + publishes + 1); sent >= max {
+		t.Fatalf("%v EDS responses sent, want fewer than %v (the stuck client's coalesced)", sent, max)
+	}
+
+	// It reads again: it ends with the last publish, whole.
+	h := newCLAHolder()
+	final := build(publishes)
+	want := map[string]*endpointv3.ClusterLoadAssignment{}
+	for _, c := range final.Endpoints {
+		want[c.GetClusterName()] = c
+	}
+	go func() {
+		for {
+			r, err := stuck.Recv()
+			if err != nil {
+				return
+			}
+			h.take(t, r)
+			if err := stuck.Send(&discoveryv3.DiscoveryRequest{TypeUrl: r.GetTypeUrl(), ResourceNames: allNames,
+				VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()}); err != nil {
+				return
+			}
+		}
+	}()
+	eventually(t, func() bool { return h.holds(want, allNames) }, "the unstuck client to hold the last publish")
+}
+
+// TestADSChurn: publishes keep changing endpoints while SotW clients ACK,
+// NACK, unsubscribe and resubscribe; when the churn stops and one more
+// publish changes everything, every client holds exactly it, with the same
+// version_info, and proxy status shows that version acknowledged.
+func TestADSChurn(t *testing.T) {
+	const services, clients, publishes = 12, 10, 40
+	build := func(gen int) *Resources {
+		res := baseResources()
+		res.Endpoints = nil
+		for i := range services {
+			port := uint32(1000 + i)
+			if i%4 == gen%4 || gen > publishes {
+				port += uint32(gen) * 100
+			}
+			res.Endpoints = append(res.Endpoints, svCLA(fmt.Sprintf("s%d", i), port))
+		}
+		return res
+	}
+	names := make([]string, services)
+	for i := range names {
+		names[i] = fmt.Sprintf("s%d", i)
+	}
+	f := newFixture(t, build(0))
+	var churn atomic.Bool
+	churn.Store(true)
+	holders := make([]*claHolder, clients)
+	for i := range clients {
+		h := newCLAHolder()
+		holders[i] = h
+		c := newSotwClient(t, f.conn(), grpcNode(fmt.Sprintf("churn-%d", i)))
+		c.send(resourcev3.EndpointType, names, "", "", nil)
+		go func() {
+			n := 0
+			for r := range c.resps {
+				h.take(t, r)
+				n++
+				req := &discoveryv3.DiscoveryRequest{TypeUrl: r.GetTypeUrl(), ResourceNames: names,
+					VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()}
+				if churn.Load() {
+					switch (n + i) % 4 {
+					case 1: // NACK
+						req.VersionInfo = ""
+						req.ErrorDetail = &rpcstatus.Status{Code: 3, Message: "rejected on purpose"}
+					case 2: // unsubscribe some (and ACK)
+						req.ResourceNames = names[(n+i)%services:]
+					case 3: // subscribe to all again (and ACK)
+					}
+				}
+				if err := c.stream.Send(req); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	for gen := 1; gen <= publishes; gen++ {
+		f.publish(build(gen)) // does not wait for the clients
+	}
+	churn.Store(false)
+	// One more publish changes everything: every client gets it, and its
+	// ACK resubscribes to the names it had dropped, which it then gets.
+	final := build(publishes + 1)
+	f.publish(final)
+	want := map[string]*endpointv3.ClusterLoadAssignment{}
+	for _, c := range final.Endpoints {
+		want[c.GetClusterName()] = c
+	}
+	for i, h := range holders {
+		eventually(t, func() bool { return h.holds(want, names) }, "client %d to hold the final endpoints", i)
+	}
+	version := holders[0].version
+	for i, h := range holders {
+		h.mu.Lock()
+		v := h.version
+		h.mu.Unlock()
+		if v != version {
+			t.Errorf("client %d holds version %q, client 0 %q", i, v, version)
+		}
+	}
+	eventually(t, func() bool {
+		for _, p := range f.srv.Proxies() {
+			if p.Types[resourcev3.EndpointType].AckedVersion != version {
+				return false
+			}
+		}
+		return true
+	}, "every proxy to show %s acknowledged", version)
+	if metricValue(f.srv.metrics.nacks.WithLabelValues("eds")) == 0 {
+		t.Fatal("no NACK counted")
+	}
+}
