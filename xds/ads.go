@@ -94,12 +94,16 @@ type adsStream struct {
 }
 
 // adsType is one stream's subscription to one type. Its fields, except the
-// immutable ones, are guarded by c.mu.
+// immutable ones, are guarded by mu; changes of the subscription (which
+// the cache indexes) also hold c.mu for writing, and builds hold it for
+// reading. Lock order: c.mu, then mu.
 type adsType struct {
 	w      cacheWatch // how c indexes it; w.ads points back
 	c      *typeCache
 	stream *adsStream
 	bit    uint32
+
+	mu sync.Mutex
 
 	// names are the subscribed names (wildcard: the names sent) with the
 	// version of each last sent, "" if none.
@@ -177,8 +181,20 @@ func (a *adsStream) handle(req *discoveryv3.DiscoveryRequest) error {
 	if t.c == a.s.caches.listenersGRPC {
 		a.s.ensureServerListeners(names)
 	}
+	// The usual request, an ACK or NACK that repeats the subscription,
+	// changes nothing: checked without the cache's lock.
+	if nonce != "" {
+		t.mu.Lock()
+		same := t.unchangedLocked(names)
+		t.mu.Unlock()
+		if same {
+			return nil
+		}
+	}
 	t.c.mu.Lock()
+	t.mu.Lock()
 	wake := t.applyLocked(names, nonce, req.GetVersionInfo())
+	t.mu.Unlock()
 	t.c.mu.Unlock()
 	if wake {
 		a.dirty.Or(t.bit)
@@ -189,23 +205,39 @@ func (a *adsStream) handle(req *discoveryv3.DiscoveryRequest) error {
 	return nil
 }
 
+// wildcardFor is whether a request naming names leaves t wildcard.
+func (t *adsType) wildcardFor(names []string) bool {
+	if t.c.envoyWildcard && t.w.node != "" {
+		return true // see typeCache.envoyWildcard
+	}
+	if t.legacy && len(names) == 0 {
+		return true
+	}
+	for _, n := range names {
+		if n == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+// unchangedLocked reports whether a request with a nonce naming names
+// would change nothing (t.mu held).
+func (t *adsType) unchangedLocked(names []string) bool {
+	if t.legacy && len(names) > 0 {
+		return false
+	}
+	wild := t.wildcardFor(names)
+	return wild == t.w.wildcard && (wild || sameNames(t.names, names))
+}
+
 // applyLocked applies a request's resource names and reports whether the
 // type needs a response check.
 func (t *adsType) applyLocked(names []string, nonce, version string) (wake bool) {
 	c, w := t.c, &t.w
-	wild := false
-	if t.legacy && len(names) == 0 {
-		wild = true
-	} else {
+	wild := t.wildcardFor(names)
+	if len(names) > 0 {
 		t.legacy = false
-		for _, n := range names {
-			if n == "*" {
-				wild = true
-			}
-		}
-	}
-	if c.envoyWildcard && w.node != "" {
-		wild = true // see typeCache.envoyWildcard
 	}
 	if nonce == "" {
 		t.reply, wake = true, true
@@ -249,6 +281,9 @@ func (t *adsType) applyLocked(names []string, nonce, version string) (wake bool)
 	}
 	for name := range want {
 		if _, ok := t.names[name]; !ok {
+			if e := c.lookupLocked(w.node, name); e != nil {
+				name = e.name // share the entry's string, not the request's
+			}
 			t.names[name] = ""
 			c.indexLocked(w, name)
 		}
@@ -314,9 +349,13 @@ func (a *adsStream) sendLoop() {
 
 // send builds t's response, if any, and sends it.
 func (a *adsStream) send(t *adsType) error {
-	t.c.mu.Lock()
+	// The cache's read lock suffices: what buildLocked writes is t's (t.mu),
+	// and builds of other streams run in parallel.
+	t.c.mu.RLock()
+	t.mu.Lock()
 	resp := t.buildLocked()
-	t.c.mu.Unlock()
+	t.mu.Unlock()
+	t.c.mu.RUnlock()
 	if resp == nil {
 		return nil
 	}
@@ -423,6 +462,7 @@ func (a *adsStream) close() {
 			continue
 		}
 		t.c.mu.Lock()
+		t.mu.Lock()
 		if t.w.wildcard {
 			delete(t.c.wildcard, &t.w)
 		} else {
@@ -430,6 +470,7 @@ func (a *adsStream) close() {
 				t.c.unindexLocked(&t.w, name)
 			}
 		}
+		t.mu.Unlock()
 		t.c.mu.Unlock()
 	}
 	a.sendMu.Lock()

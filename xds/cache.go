@@ -138,7 +138,9 @@ type typeCache struct {
 
 	lastChange atomic.Int64 // unix nanos of the last change applied
 
-	mu sync.Mutex
+	// mu is held for writing by every change of content or index; the
+	// SotW loop builds responses holding it for reading (ads.go).
+	mu sync.RWMutex
 	// ready is false until the first publish. Until then no watch is
 	// answered: an empty LDS/CDS answer from a restarted control plane would
 	// make every reconnecting Envoy drop its listeners and clusters.
@@ -342,15 +344,15 @@ func (c *typeCache) addExtra(e *entry, limit int) error {
 
 // has reports whether name exists for every node (shared or extra).
 func (c *typeCache) has(name string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	return c.shared[name] != nil || c.extra[name] != nil
 }
 
 // count is the number of shared and extra resources.
 func (c *typeCache) count() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	return len(c.shared) + len(c.extra)
 }
 
