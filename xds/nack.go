@@ -6,15 +6,16 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 )
 
-// How the NACK guard works. go-control-plane records, when it sends a
-// response, the versions it returned as what the stream holds; the next
-// request (ACK or NACK) opens a watch against that record. typeCache answers
-// a request that is not the stream's first only when a subscribed resource's
-// content hash differs from the record (or the subscription changed), so a
-// NACKed version is treated as held and is not resent: the stream gets no
-// response for that type until the content changes. (LinearCache resends at
-// once when the rejected response was the first, as its request carries an
-// empty version_info.)
+// How the NACK guard works. A response's versions count as what the stream
+// holds as soon as it is sent, whether the client then ACKs or NACKs it.
+// SotW (ads.go): the subscription records the version sent of each name and
+// a response carries only what differs (LDS, CDS: is built only when
+// something differs), so a NACKed version is not resent and the stream gets
+// no response for that type until the content changes, the first response
+// included. Delta (go-control-plane): it records the returned versions the
+// same way, and typeCache answers a request that is not the stream's first
+// only when a subscribed resource's content hash differs from the record
+// (or the subscription changed).
 
 // nackLocked records a NACK of the response with this nonce, once per
 // response: a client may repeat the error detail on later requests.
