@@ -233,9 +233,16 @@ func TestClientReRegistersAfterLeaseExpired(t *testing.T) {
 		l, ok := p.key("default", "api", "pod-1")
 		return ok && l != lease
 	})
-	svc, _, err := p.store.Service(ctx, "default", "api")
-	if err != nil || svc.Instances[0].Health != registry.HealthNotServing {
-		t.Fatalf("re-registered instance: %+v %v, want health NOT_SERVING kept", svc, err)
+	// The store reads through its watch cache, which may not have applied the
+	// new registration yet when etcd already holds it.
+	var svc registry.Service
+	waitFor(t, "the store's cache to hold the re-registered instance", func() bool {
+		var err error
+		svc, _, err = p.store.Service(ctx, "default", "api")
+		return err == nil && len(svc.Instances) == 1
+	})
+	if svc.Instances[0].Health != registry.HealthNotServing {
+		t.Fatalf("re-registered instance: %+v, want health NOT_SERVING kept", svc)
 	}
 }
 
