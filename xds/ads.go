@@ -36,12 +36,14 @@ import (
 //     subscribed resource for LDS and CDS). A NACKed version counts as sent,
 //     so it is not resent until its content changes (the NACK guard).
 
-// Bits of adsStream.dirty, one per served type.
+// Bits of adsStream.dirty, one per served type, in the order a send loop
+// sends them: the publish order (typeCache.all), so a resource arrives
+// before the ones that refer to it.
 const (
-	adsListeners = iota
-	adsRoutes
+	adsEndpoints = iota
 	adsClusters
-	adsEndpoints
+	adsRoutes
+	adsListeners
 	numADSTypes
 )
 
@@ -311,7 +313,7 @@ func sameNames(have map[string]string, names []string) bool {
 }
 
 // mark records that type bit may have something to send and starts a send
-// loop unless one runs. It never blocks (called under a cache's lock).
+// loop unless one runs. It never blocks.
 func (a *adsStream) mark(bit uint32) {
 	a.dirty.Or(bit)
 	if a.sending.CompareAndSwap(false, true) {

@@ -150,6 +150,9 @@ type typeCache struct {
 	layers   map[string]map[string]*entry
 	byName   map[string]map[*cacheWatch]struct{}
 	wildcard map[*cacheWatch]struct{}
+	// marks are the SotW subscriptions to mark dirty once mu is released
+	// (unlockAndMark), so their senders do not wait for the lock.
+	marks []*adsType
 	// emptySets counts the sets in byName left empty. A push fires every
 	// watch of a name and the ACKs re-open them at once, so sets are kept
 	// (not re-allocated per watch) and swept only when many are empty.
@@ -207,7 +210,7 @@ func (c *typeCache) visibleLocked(node string, f func(*entry)) {
 // resources were added or changed and how many were removed.
 func (c *typeCache) set(node string, desired map[string]*entry) (changed, removed int) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlockAndMark()
 	cur := c.shared
 	if node != "" {
 		cur = c.layers[node]
@@ -248,7 +251,7 @@ func (c *typeCache) set(node string, desired map[string]*entry) (changed, remove
 // set; upsert and remove must not share a name.
 func (c *typeCache) apply(upsert map[string]*entry, remove map[string]bool) (changed, removed int) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlockAndMark()
 	var modified []string
 	for name, e := range upsert {
 		if old := c.shared[name]; old == nil || old.version != e.version {
@@ -315,7 +318,7 @@ func (c *typeCache) answerAllLocked() {
 	}
 	for w := range all {
 		if w.ads != nil {
-			w.ads.stream.mark(w.ads.bit)
+			c.marks = append(c.marks, w.ads)
 			continue
 		}
 		if w.sotwReq != nil {
@@ -330,7 +333,7 @@ func (c *typeCache) answerAllLocked() {
 // addExtra adds an on-demand resource unless one of that name exists.
 func (c *typeCache) addExtra(e *entry, limit int) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlockAndMark()
 	if c.shared[e.name] != nil || c.extra[e.name] != nil {
 		return nil
 	}
@@ -368,7 +371,7 @@ func (c *typeCache) notifyLocked(node string, modified []string) {
 			return
 		}
 		if w.ads != nil {
-			w.ads.stream.mark(w.ads.bit)
+			c.marks = append(c.marks, w.ads)
 			return
 		}
 		if c.respondLocked(w, false) {
@@ -613,6 +616,17 @@ func (c *typeCache) unindexLocked(w *cacheWatch, name string) {
 				c.emptySets++
 			}
 		}
+	}
+}
+
+// unlockAndMark releases mu, then marks the SotW subscriptions a change
+// concerned.
+func (c *typeCache) unlockAndMark() {
+	marks := c.marks
+	c.marks = nil
+	c.mu.Unlock()
+	for _, t := range marks {
+		t.stream.mark(t.bit)
 	}
 }
 
