@@ -91,7 +91,9 @@ type typeState struct {
 }
 
 // callbacks is the Server seen as go-control-plane's stream callbacks, kept
-// off the Server's exported API.
+// off the Server's exported API. Only the delta ones run: SotW streams are
+// served by ads.go, which calls openStream, requestState, responseState and
+// closeStream itself; the SotW callbacks only complete the interface.
 type callbacks Server
 
 var _ serverv3.Callbacks = (*callbacks)(nil)
