@@ -282,3 +282,96 @@ func TestADSChurn(t *testing.T) {
 		t.Fatal("no NACK counted")
 	}
 }
+
+// FuzzADSSubscription drives one SotW subscription with arbitrary requests,
+// builds and publishes, and checks the cache's index always matches the
+// subscription and every response leaves it holding the current versions.
+func FuzzADSSubscription(f *testing.F) {
+	f.Add([]byte{0, 0x07, 1, 2, 0, 1, 0, 0x00, 1})
+	f.Add([]byte{0, 0x40, 1, 2, 3, 1, 0, 0x03, 1, 0, 0x40, 1})
+	f.Add([]byte{4, 0x00, 1, 0, 0x05, 1, 2, 1, 1, 0, 0x22, 3, 1})
+	names := []string{"a", "b", "c", "d", "e", "f", "*"}
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		for _, typeURL := range []string{resourcev3.EndpointType, resourcev3.ClusterType} {
+			c := newTypeCache(typeURL)
+			a := &adsStream{}
+			a.closed.Store(true) // marks start no send
+			st := &adsType{c: c, stream: a, bit: 1, legacy: true, names: map[string]string{}}
+			st.w.ads = st
+			gen := 0
+			publish := func(which byte) {
+				gen++
+				up := map[string]*entry{}
+				rm := map[string]bool{}
+				for i, n := range names[:6] {
+					switch {
+					case which&(1<<i) == 0:
+					case gen%3 == 0:
+						rm[n] = true
+					default:
+						e, err := newEntry(typeURL, n, svCLA(n, uint32(gen)))
+						if err != nil {
+							t.Fatal(err)
+						}
+						up[n] = e
+					}
+				}
+				c.apply(up, rm)
+			}
+			publish(0x3f)
+			for i := 0; i+1 < len(ops); i += 2 {
+				op, arg := ops[i]%5, ops[i+1]
+				c.mu.Lock()
+				st.mu.Lock()
+				switch op {
+				case 0, 4: // a request, with (0) or without (4) nonce
+					var req []string
+					for j, n := range names {
+						if arg&(1<<j) != 0 {
+							req = append(req, n)
+						}
+					}
+					nonce := "1"
+					if op == 4 {
+						nonce = ""
+					}
+					if nonce != "" && st.unchangedLocked(req) {
+						break
+					}
+					st.applyLocked(req, nonce, "")
+				case 1: // a send
+					if r := st.buildLocked(); r != nil {
+						if r.GetVersionInfo() != st.currentVersionLocked() {
+							t.Fatalf("response version %s, current %s", r.GetVersionInfo(), st.currentVersionLocked())
+						}
+						for n, v := range st.names {
+							if e := c.lookupLocked("", n); e != nil && e.version != v {
+								t.Fatalf("%s recorded at %q after a response, current %q", n, v, e.version)
+							}
+						}
+					}
+				}
+				st.mu.Unlock()
+				c.mu.Unlock()
+				if op == 2 || op == 3 {
+					publish(arg)
+				}
+				c.mu.Lock()
+				_, inWildcard := c.wildcard[&st.w]
+				indexed := 0
+				for n, ws := range c.byName {
+					if _, ok := ws[&st.w]; ok {
+						indexed++
+						if _, sub := st.names[n]; !sub || st.w.wildcard {
+							t.Fatalf("indexed under %q, not subscribed by name (wildcard %v)", n, st.w.wildcard)
+						}
+					}
+				}
+				if inWildcard != st.w.wildcard || (!st.w.wildcard && indexed != len(st.names)) {
+					t.Fatalf("wildcard %v indexed as %v; %d of %d names indexed", st.w.wildcard, inWildcard, indexed, len(st.names))
+				}
+				c.mu.Unlock()
+			}
+		}
+	})
+}
