@@ -35,6 +35,15 @@ import (
 //     last sent of each: the next response carries what differs (every
 //     subscribed resource for LDS and CDS). A NACKed version counts as sent,
 //     so it is not resent until its content changes (the NACK guard).
+//   - For EDS and RDS a publish also records the changed names in the
+//     subscription (pending), and the push visits only those, keeping the
+//     state version of what the client holds up to date as it goes: a
+//     wildcard stream of 1,000 names costs a push one lookup, not 1,000.
+//     SotW allows the partial response for these types (grpc-go:
+//     AllResourcesRequiredInSotW false, so its authority does not take a
+//     missing resource as deleted; Envoy likewise). Any change of the
+//     subscription, and a request without nonce, makes the next build walk
+//     every name again (full).
 
 // Bits of adsStream.dirty, one per served type, in the order a send loop
 // sends them: the publish order (typeCache.all), so a resource arrives
@@ -123,6 +132,38 @@ type adsType struct {
 	// resume is the version_info of the type's first request, checked
 	// against the current state before the first response.
 	resume string
+
+	// sum and held are the state version of what the client holds (the
+	// names with a version sent): kept as they change, so a push need not
+	// walk every subscribed name. Valid once sent, unless full.
+	sum  uint64
+	held int
+	// pending are the names a publish changed since the last build; a push
+	// of a non-full-state type (EDS, RDS) visits only these. Written with
+	// c.mu held for writing, or for reading with mu.
+	pending map[string]struct{}
+	// full: the next build walks every subscribed name (the subscription
+	// changed, or pending grew too large).
+	full bool
+}
+
+// maxPending is the number of pending names above which the next build
+// walks the whole subscription instead.
+const maxPending = 256
+
+// pendLocked records that name changed (c.mu held for writing, t.mu held).
+func (t *adsType) pendLocked(name string) {
+	if t.full || t.c.fullState {
+		return
+	}
+	if len(t.pending) >= maxPending {
+		t.full, t.pending = true, nil
+		return
+	}
+	if t.pending == nil {
+		t.pending = map[string]struct{}{}
+	}
+	t.pending[name] = struct{}{}
 }
 
 // streamSotw serves one SotW ADS stream on the handler goroutine.
@@ -237,6 +278,11 @@ func (t *adsType) unchangedLocked(names []string) bool {
 // type needs a response check.
 func (t *adsType) applyLocked(names []string, nonce, version string) (wake bool) {
 	c, w := t.c, &t.w
+	defer func() {
+		if wake {
+			t.full = true // the names changed: the next build walks them all
+		}
+	}()
 	wild := t.wildcardFor(names)
 	if len(names) > 0 {
 		t.legacy = false
@@ -382,6 +428,10 @@ func (t *adsType) buildLocked() *discoveryv3.DiscoveryResponse {
 			}
 		})
 	}
+	if !c.fullState && t.sent && !t.full && !t.reply {
+		return t.buildPendingLocked()
+	}
+	t.pending = nil
 	if t.resume != "" {
 		held := t.resume
 		t.resume = ""
@@ -396,6 +446,8 @@ func (t *adsType) buildLocked() *discoveryv3.DiscoveryResponse {
 				}
 			}
 			t.reply, t.sent = false, true
+			t.sum, t.held = t.heldStateLocked()
+			t.full = false
 			return nil
 		}
 	}
@@ -439,7 +491,60 @@ func (t *adsType) buildLocked() *discoveryv3.DiscoveryResponse {
 		held++
 	}
 	t.reply, t.removed, t.sent = false, false, true
+	t.sum, t.held, t.full = sum, held, false
 	return &discoveryv3.DiscoveryResponse{VersionInfo: formatStateVersion(sum, held), Resources: anys, TypeUrl: c.typeURL}
+}
+
+// buildPendingLocked is buildLocked after a publish, for a type that is not
+// full state: it visits only the pending names and carries those whose
+// version differs from the one sent. The client keeps the resources a
+// response leaves out (for EDS and RDS, SotW responses need not be
+// complete), so version_info is still that of everything it holds. A
+// removal is not sent (SotW cannot express it) but leaves the state.
+func (t *adsType) buildPendingLocked() *discoveryv3.DiscoveryResponse {
+	c, node := t.c, t.w.node
+	var anys []*anypb.Any
+	for name := range t.pending {
+		v, ok := t.names[name]
+		e := c.lookupLocked(node, name)
+		if !ok && (!t.w.wildcard || e == nil) {
+			continue // not subscribed (any more), or nothing to hold
+		}
+		if e != nil && e.version == v {
+			continue
+		}
+		if v != "" {
+			t.sum -= pairHash(name, v)
+			t.held--
+		}
+		switch {
+		case e != nil:
+			t.sum += pairHash(name, e.version)
+			t.held++
+			t.names[name] = e.version
+			anys = append(anys, e.any)
+		case t.w.wildcard:
+			delete(t.names, name)
+		default:
+			t.names[name] = ""
+		}
+	}
+	t.pending = nil
+	if len(anys) == 0 {
+		return nil
+	}
+	return &discoveryv3.DiscoveryResponse{VersionInfo: formatStateVersion(t.sum, t.held), Resources: anys, TypeUrl: c.typeURL}
+}
+
+// heldStateLocked is the state version of the names with a version sent.
+func (t *adsType) heldStateLocked() (sum uint64, held int) {
+	for name, v := range t.names {
+		if v != "" {
+			sum += pairHash(name, v)
+			held++
+		}
+	}
+	return sum, held
 }
 
 // currentVersionLocked is the state version of the subscribed resources as

@@ -3,6 +3,7 @@ package xds
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 func TestSameNames(t *testing.T) {
@@ -340,6 +342,7 @@ func FuzzADSSubscription(f *testing.F) {
 					}
 					st.applyLocked(req, nonce, "")
 				case 1: // a send
+					checkPendingBuildLocked(t, st)
 					if r := st.buildLocked(); r != nil {
 						if r.GetVersionInfo() != st.currentVersionLocked() {
 							t.Fatalf("response version %s, current %s", r.GetVersionInfo(), st.currentVersionLocked())
@@ -374,4 +377,67 @@ func FuzzADSSubscription(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkPendingBuildLocked checks, when st's next build would visit only
+// the pending names, that it gives the response and the state a build
+// walking every name would, and leaves st as it found it.
+func checkPendingBuildLocked(t *testing.T, st *adsType) {
+	t.Helper()
+	if st.c.fullState || !st.sent || st.full || st.reply {
+		return
+	}
+	type state struct {
+		names           map[string]string
+		pending         map[string]struct{}
+		sum             uint64
+		held            int
+		removed, legacy bool
+	}
+	save := func() state {
+		return state{maps.Clone(st.names), maps.Clone(st.pending), st.sum, st.held, st.removed, st.legacy}
+	}
+	restore := func(s state) {
+		st.names, st.pending, st.sum, st.held, st.removed, st.legacy = maps.Clone(s.names), maps.Clone(s.pending), s.sum, s.held, s.removed, s.legacy
+		st.full, st.reply, st.sent = false, false, true
+	}
+	before := save()
+	if sum, held := st.heldStateLocked(); sum != st.sum || held != st.held {
+		t.Fatalf("kept state %x.%d, held names %x.%d", st.sum, st.held, sum, held)
+	}
+	fast := st.buildLocked()
+	fastNames := maps.Clone(st.names)
+	restore(before)
+	st.full = true
+	slow := st.buildLocked()
+	switch {
+	case (fast == nil) != (slow == nil):
+		t.Fatalf("pending build %v, full build %v", fast, slow)
+	case fast != nil && (fast.GetVersionInfo() != slow.GetVersionInfo() || !sameAnys(fast.GetResources(), slow.GetResources())):
+		t.Fatalf("pending build %s %d resources, full build %s %d", fast.GetVersionInfo(), len(fast.GetResources()),
+			slow.GetVersionInfo(), len(slow.GetResources()))
+	case fast != nil && !maps.Equal(fastNames, st.names):
+		t.Fatalf("pending build leaves %v, full build %v", fastNames, st.names)
+	}
+	restore(before)
+}
+
+// sameAnys reports whether a and b hold the same resources, in any order.
+func sameAnys(a, b []*anypb.Any) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	in := map[*anypb.Any]int{}
+	for _, x := range a {
+		in[x]++
+	}
+	for _, x := range b {
+		in[x]--
+	}
+	for _, n := range in {
+		if n != 0 {
+			return false
+		}
+	}
+	return true
 }

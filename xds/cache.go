@@ -366,12 +366,19 @@ func (c *typeCache) notifyLocked(node string, modified []string) {
 		return
 	}
 	var fired []*cacheWatch
-	visit := func(w *cacheWatch) {
+	// visit answers or marks w, which sees the change of names (a SotW loop
+	// subscription records them, so that its next build visits only those).
+	visit := func(w *cacheWatch, names ...string) {
 		if node != "" && w.node != node {
 			return
 		}
-		if w.ads != nil {
-			c.marks = append(c.marks, w.ads)
+		if t := w.ads; t != nil {
+			t.mu.Lock()
+			for _, name := range names {
+				t.pendLocked(name)
+			}
+			t.mu.Unlock()
+			c.marks = append(c.marks, t)
 			return
 		}
 		if c.respondLocked(w, false) {
@@ -380,21 +387,21 @@ func (c *typeCache) notifyLocked(node string, modified []string) {
 	}
 	if len(modified) == 1 { // the common push: no watch can be seen twice
 		for w := range c.byName[modified[0]] {
-			visit(w)
+			visit(w, modified[0])
 		}
 	} else {
-		seen := map[*cacheWatch]bool{}
+		seen := map[*cacheWatch][]string{}
 		for _, name := range modified {
 			for w := range c.byName[name] {
-				if !seen[w] {
-					seen[w] = true
-					visit(w)
-				}
+				seen[w] = append(seen[w], name)
 			}
+		}
+		for w, names := range seen {
+			visit(w, names...)
 		}
 	}
 	for w := range c.wildcard {
-		visit(w)
+		visit(w, modified...)
 	}
 	for _, w := range fired {
 		c.removeLocked(w)
