@@ -340,10 +340,23 @@ func (t *adsType) applyLocked(names []string, nonce, version string) (wake bool)
 }
 
 // sameNames reports whether names (no "*") is exactly the set of keys of
-// have, without allocating for the usual ACK that repeats its names.
+// have, without allocating for the usual ACK that repeats its names (up to
+// 32 of them; a longer list, such as an Envoy's EDS subscription to every
+// cluster, takes one set). Without it each ACK of a long list would take
+// the cache's write lock and walk the whole subscription.
 func sameNames(have map[string]string, names []string) bool {
-	if len(names) != len(have) || len(names) > 32 {
+	if len(names) != len(have) {
 		return false
+	}
+	if len(names) > 32 {
+		seen := make(map[string]struct{}, len(names))
+		for _, n := range names {
+			if _, ok := have[n]; !ok {
+				return false
+			}
+			seen[n] = struct{}{}
+		}
+		return len(seen) == len(have) // else a duplicate: some name of have is missing
 	}
 	for i, n := range names {
 		if _, ok := have[n]; !ok {

@@ -51,7 +51,7 @@ func heldState(t *testing.T, held map[string][]byte, r *discoveryv3.DiscoveryRes
 // subscribing to every name (Envoy-like) and for a wildcard one, and that
 // what the client then holds, and the version, equal a fresh full response.
 func TestADSPartialEDSPush(t *testing.T) {
-	const n = 20
+	const n = 40 // more than sameNames checks without a set
 	for _, tc := range []struct {
 		name string
 		sub  func(names []string) []string

@@ -40,6 +40,23 @@ func TestSameNames(t *testing.T) {
 			}
 		})
 	}
+	long, longHave := make([]string, 40), map[string]string{}
+	for i := range long {
+		long[i] = fmt.Sprintf("n%d", i)
+		longHave[long[i]] = ""
+	}
+	if !sameNames(longHave, long) {
+		t.Fatal("a long list of the subscribed names is not the same")
+	}
+	dup := append([]string(nil), long...)
+	dup[39] = dup[0]
+	if sameNames(longHave, dup) {
+		t.Fatal("a long list with a duplicate instead of a subscribed name is the same")
+	}
+	dup[39] = "other"
+	if sameNames(longHave, dup) {
+		t.Fatal("a long list with another name is the same")
+	}
 	if !sameNames(map[string]string{}, nil) {
 		t.Fatal("no names is the same as none subscribed")
 	}
