@@ -17,7 +17,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
-	"google.golang.org/grpc/resolver"
 	grpcxds "google.golang.org/grpc/xds"
 
 	"github.com/meshplane/meshplane/internal/app"
@@ -168,7 +167,6 @@ type backend struct {
 	name   string
 	lis    net.Listener
 	server *grpcxds.GRPCServer
-	calls  sync.Map
 }
 
 type testService struct {
@@ -202,7 +200,6 @@ func (b *backend) port() uint32 { return uint32(b.lis.Addr().(*net.TCPAddr).Port
 // newXDSClient dials target through grpc-go's real xDS resolver.
 func newXDSClient(t *testing.T, cp *controlPlane, nodeID, target string) testgrpc.TestServiceClient {
 	t.Helper()
-	var builder resolver.Builder
 	builder, err := grpcxds.NewXDSResolverWithConfigForTesting(cp.bootstrap(nodeID))
 	if err != nil {
 		t.Fatal(err)
